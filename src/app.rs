@@ -1,0 +1,357 @@
+//! Wires the parts together: the tokio runtime on a background thread runs
+//! the server, the expiry watch and the prompt, and the main thread is kept
+//! for the GUI event loop.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use aws_types::os_shim_internal::{Env, Fs};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cli::{KeysCommand, RunArgs};
+use crate::clock::SystemClock;
+use crate::config::{self, ProfileConfig};
+use crate::keychain::{KEYCHAIN_SERVICE, KeyStore, OsKeychain, resolve_keys};
+use crate::secret::{AccessKeyId, LongTermKeys, Secret};
+use crate::server::{self, AppState, token::TokenSigner};
+use crate::session::SessionCache;
+use crate::sts::StsClient;
+
+/// File name of the IMDSv2 token signing key inside the state directory.
+pub const TOKEN_KEY_FILE: &str = "imds-token-key";
+
+/// Settings for one run of the server, resolved from the flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub profile: String,
+    pub listen: Vec<SocketAddr>,
+    pub headless: bool,
+    pub role_name: String,
+    pub allow_imdsv1: bool,
+    pub state_dir: PathBuf,
+    pub sts_timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_args(profile: String, args: RunArgs) -> anyhow::Result<Self> {
+        let mut listen = Vec::with_capacity(args.listen.len());
+        for addr in args.listen {
+            if listen.contains(&addr) {
+                bail!("--listen {addr} is given twice; give each address once");
+            }
+            listen.push(addr);
+        }
+        let state_dir = match args.state_dir {
+            Some(dir) => dir,
+            None => default_state_dir().context(
+                "cannot find a per-user state directory (is HOME set?); choose one with --state-dir",
+            )?,
+        };
+        Ok(Self {
+            profile,
+            listen,
+            headless: args.headless,
+            role_name: args.role_name,
+            allow_imdsv1: args.allow_imdsv1,
+            state_dir,
+            sts_timeout: Duration::from_secs(args.sts_timeout),
+        })
+    }
+}
+
+/// `~/.local/state/aws-mock-metadata` on Linux, `~/Library/Application
+/// Support/aws-mock-metadata` on macOS.
+fn default_state_dir() -> Option<PathBuf> {
+    dirs::state_dir()
+        .or_else(dirs::data_local_dir)
+        .map(|dir| dir.join("aws-mock-metadata"))
+}
+
+/// Runs the app until SIGINT or SIGTERM.
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Vec<SocketAddr>>>();
+
+    let runtime_shutdown = shutdown.clone();
+    let headless = settings.headless || !display_available();
+    let runtime_thread = std::thread::Builder::new()
+        .name("runtime".into())
+        .spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("runtime-worker")
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async move {
+                match start(&settings, runtime_shutdown.clone()).await {
+                    Ok((listeners, state)) => {
+                        let addrs = listeners
+                            .iter()
+                            .filter_map(|l| l.local_addr().ok())
+                            .collect();
+                        let _ = ready_tx.send(Ok(addrs));
+                        run_services(listeners, state, &settings, runtime_shutdown).await;
+                    }
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
+                    }
+                }
+            });
+            Ok(())
+        })
+        .context("cannot start the runtime thread")?;
+
+    let started = ready_rx.recv();
+    if let Ok(Err(err)) = started {
+        let _ = runtime_thread.join();
+        return Err(err);
+    }
+    if headless {
+        info!(
+            "running headless: MFA requests are logged, and read from standard input when it is a terminal"
+        );
+    }
+    // TODO: when a display is available, run the tray event loop on this
+    // thread and cancel `shutdown` from its Quit item; until the tray is
+    // built every run is headless.
+    let _ = &shutdown;
+    match runtime_thread.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Whether a GUI can be shown. macOS always has one; elsewhere an X11 or
+/// Wayland display must be named.
+pub fn display_available() -> bool {
+    if cfg!(target_os = "macos") {
+        return true;
+    }
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()))
+}
+
+/// Loads and checks everything, then binds the listeners. Any error here
+/// stops the app before it serves a request.
+async fn start(
+    settings: &Settings,
+    _shutdown: CancellationToken,
+) -> anyhow::Result<(Vec<tokio::net::TcpListener>, Arc<AppState>)> {
+    let profile = config::load_profile(&settings.profile, &Env::real(), &Fs::real()).await?;
+    info!(
+        profile = %profile.name,
+        mfa_serial = %profile.mfa_serial,
+        region = %profile.region,
+        session_seconds = profile.session_duration.as_secs(),
+        "profile loaded"
+    );
+    report_key_source(&profile).await;
+
+    let key_path = settings.state_dir.join(TOKEN_KEY_FILE);
+    let tokens = TokenSigner::load_or_create(&key_path).with_context(|| {
+        format!(
+            "cannot read or create the token key {}; choose another directory with --state-dir",
+            key_path.display()
+        )
+    })?;
+
+    let sts = StsClient::from_environment(&profile, settings.sts_timeout).await;
+    if let Some(endpoint) = sts.endpoint_url() {
+        info!(endpoint, "STS endpoint set by the AWS endpoint settings");
+    }
+    let clock = Arc::new(SystemClock);
+    let cache = Arc::new(SessionCache::new(
+        profile,
+        clock.clone(),
+        Arc::new(sts),
+        Arc::new(OsKeychain),
+    ));
+    let listeners = server::bind(&settings.listen).await?;
+    let state = Arc::new(AppState {
+        cache,
+        tokens,
+        role_name: settings.role_name.clone(),
+        allow_imdsv1: settings.allow_imdsv1,
+        clock,
+        started_at: SystemTime::now(),
+    });
+    Ok((listeners, state))
+}
+
+/// Logs where the long-term keys will come from, or how to add them. The
+/// app starts either way, so keys can be stored while it runs.
+async fn report_key_source(profile: &ProfileConfig) {
+    let profile = profile.clone();
+    let lookup = tokio::task::spawn_blocking(move || resolve_keys(&OsKeychain, &profile));
+    match tokio::time::timeout(Duration::from_secs(10), lookup).await {
+        Ok(Ok(Ok((keys, source)))) => {
+            info!(key_source = %source, access_key_id = %keys.access_key_id.masked(), "long-term keys found");
+        }
+        Ok(Ok(Err(err))) => warn!("{err}"),
+        Ok(Err(join_error)) => warn!("keychain look-up failed: {join_error}"),
+        Err(_) => warn!(
+            "the OS keychain did not answer within 10 s; keys are looked up again when a code is entered"
+        ),
+    }
+}
+
+async fn run_services(
+    listeners: Vec<tokio::net::TcpListener>,
+    state: Arc<AppState>,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    tokio::spawn(Arc::clone(&state.cache).watch_expiry(shutdown.clone()));
+    let manage_url = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map(|addr| format!("http://{}{}", reachable(addr), server::manage::SESSION_PATH))
+        .unwrap_or_default();
+    let _ = settings;
+    tokio::spawn(crate::prompt::terminal::run(
+        Arc::clone(&state.cache),
+        manage_url,
+        shutdown.clone(),
+    ));
+    info!(profile = %state.cache.profile().name, "aws-mock-metadata started");
+    server::serve(listeners, state, shutdown).await;
+    info!("aws-mock-metadata stopped");
+}
+
+/// The address a local client uses to reach `addr`: an unspecified
+/// address becomes loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) if v4.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], v4.port()))
+        }
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6.port()))
+        }
+        other => other,
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(err) => {
+                warn!("cannot watch for SIGTERM: {err}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("SIGINT received; shutting down"),
+            _ = term.recv() => info!("SIGTERM received; shutting down"),
+            () = shutdown.cancelled() => return,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("Ctrl-C received; shutting down"),
+            () = shutdown.cancelled() => return,
+        }
+    }
+    shutdown.cancel();
+}
+
+/// Runs a `keys` subcommand against the OS keychain.
+pub fn run_keys_command(profile: &str, command: KeysCommand) -> anyhow::Result<()> {
+    let store = OsKeychain;
+    match command {
+        KeysCommand::Store {
+            access_key_id,
+            stdin,
+        } => {
+            let keys = read_keys(access_key_id, stdin)?;
+            store
+                .store(profile, &keys)
+                .with_context(|| format!("cannot store the keys for profile \"{profile}\""))?;
+            match store.load(profile) {
+                Ok(Some(stored)) if stored == keys => {}
+                _ => bail!("the keychain accepted the keys but did not return them when read back"),
+            }
+            println!(
+                "Stored access key {} for profile \"{profile}\" in the OS keychain (service \"{KEYCHAIN_SERVICE}\", account \"{profile}\").",
+                keys.access_key_id.masked()
+            );
+        }
+        KeysCommand::Delete => {
+            if store
+                .delete(profile)
+                .with_context(|| format!("cannot delete the keys for profile \"{profile}\""))?
+            {
+                println!("Deleted the keys for profile \"{profile}\" from the OS keychain.");
+            } else {
+                println!("The OS keychain has no keys for profile \"{profile}\".");
+            }
+        }
+        KeysCommand::Status => match store.load(profile) {
+            Ok(Some(keys)) => println!(
+                "Profile \"{profile}\": access key {} in the OS keychain.",
+                keys.access_key_id.masked()
+            ),
+            Ok(None) => println!(
+                "Profile \"{profile}\": no keys in the OS keychain; the credentials file is used if it has them."
+            ),
+            Err(err) => println!(
+                "Profile \"{profile}\": {err}; the credentials file is used if it has them."
+            ),
+        },
+    }
+    Ok(())
+}
+
+fn read_keys(access_key_id: Option<String>, from_stdin: bool) -> anyhow::Result<LongTermKeys> {
+    let interactive = !from_stdin && std::io::stdin().is_terminal();
+    let access_key_id = match access_key_id {
+        Some(id) => id,
+        None if interactive => {
+            eprint!("AWS access key ID: ");
+            std::io::stderr().flush()?;
+            read_stdin_line()?
+        }
+        None => bail!("give --access-key-id when the secret comes from standard input"),
+    };
+    let access_key_id = access_key_id.trim().to_owned();
+    if access_key_id.len() < 16 || !access_key_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        bail!(
+            "the access key ID should be 16 or more letters and digits, such as AKIAIOSFODNN7EXAMPLE"
+        );
+    }
+    let secret = if interactive {
+        rpassword::prompt_password("AWS secret access key (not shown): ")
+            .context("cannot read the secret access key")?
+    } else {
+        read_stdin_line()?
+    };
+    let secret = secret.trim().to_owned();
+    if secret.is_empty() {
+        bail!("the secret access key is empty");
+    }
+    Ok(LongTermKeys {
+        access_key_id: AccessKeyId::new(access_key_id),
+        secret_access_key: Secret::new(secret),
+    })
+}
+
+fn read_stdin_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read standard input")?;
+    Ok(line)
+}

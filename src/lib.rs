@@ -1,0 +1,14 @@
+//! aws-mock-metadata: a local EC2 instance metadata service that hands AWS
+//! SDKs short-lived MFA session credentials, keeping the long-term keys in
+//! the OS keychain.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod keychain;
+pub mod prompt;
+pub mod secret;
+pub mod server;
+pub mod session;
+pub mod sts;

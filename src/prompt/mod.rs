@@ -1,0 +1,3 @@
+//! Ways a person answers an MFA request.
+
+pub mod terminal;

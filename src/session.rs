@@ -1,0 +1,693 @@
+//! The session cache: one MFA session per profile, shared by every caller.
+//!
+//! Callers that find no valid session never wait: they get `None` at once
+//! and the cache raises one MFA request, however many callers arrive, which
+//! a prompt (tray dialog, terminal, `POST /manage/session`) answers with a
+//! code. A code leads to exactly one STS call. A failed call never removes
+//! a session that is still valid.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::clock::{Clock, format_utc_seconds};
+use crate::config::ProfileConfig;
+use crate::keychain::{KeyStore, KeysError, resolve_keys};
+use crate::secret::{MfaCode, SessionCredentials};
+use crate::sts::{SessionIssuer, StsError};
+
+/// How long an unanswered MFA request stays pending before the next caller
+/// raises it again (the first notification may have been missed).
+pub const REQUEST_REPEAT_AFTER: Duration = Duration::from_secs(300);
+
+/// How long a cancelled prompt keeps new requests quiet.
+pub const QUIET_AFTER_CANCEL: Duration = Duration::from_secs(60);
+
+/// STS rejects a code that it accepted within the last 30 s window; this
+/// app refuses to send such a code again for a little longer.
+pub const CODE_REUSE_WINDOW: Duration = Duration::from_secs(90);
+
+/// Upper bound on a keychain look-up, which can hang on a stuck D-Bus.
+pub const KEYCHAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When a session stops being served and when renewal is requested,
+/// measured back from its expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryWindows {
+    /// Credentials closer than this to expiry are no longer served.
+    pub serve_margin: Duration,
+    /// An MFA request is raised this long before `serve_margin` begins.
+    pub renew_lead: Duration,
+}
+
+impl ExpiryWindows {
+    /// Windows for sessions of length `duration`.
+    ///
+    /// botocore treats credentials that expire within 12 to 20 minutes as
+    /// still usable for that long ("static stability"), so serving them with
+    /// less than 25 minutes left can make it sign with expired keys. Short
+    /// sessions cannot afford 25 minutes, so the margin is capped at a third
+    /// of the session, and the renewal lead at a sixth.
+    pub fn for_duration(duration: Duration) -> Self {
+        Self {
+            serve_margin: Duration::from_secs(25 * 60).min(duration / 3),
+            renew_lead: Duration::from_secs(15 * 60).min(duration / 6),
+        }
+    }
+}
+
+/// A session and when it was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub credentials: SessionCredentials,
+    pub obtained_at: SystemTime,
+}
+
+impl Session {
+    pub fn expiration(&self) -> SystemTime {
+        self.credentials.expiration
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaReason {
+    /// No valid session: callers are failing now.
+    NoSession,
+    /// The session expires soon; renewing now avoids failures.
+    ExpiringSoon,
+}
+
+/// A request for a person to enter an MFA code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaRequest {
+    pub id: u64,
+    pub profile: String,
+    pub mfa_serial: String,
+    pub reason: MfaReason,
+}
+
+/// What the cache tells prompts, notifications and the tray.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    MfaNeeded(MfaRequest),
+    SessionStarted {
+        expiration: SystemTime,
+    },
+    SessionCleared,
+    SessionExpired,
+    /// STS rejected a code as wrong; the pending request stays open.
+    CodeRejected {
+        message: String,
+    },
+    /// A code could not be used for another reason (keys, network, clock).
+    SubmitFailed {
+        message: String,
+    },
+}
+
+/// A snapshot for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub profile: String,
+    pub expiration: Option<SystemTime>,
+    pub pending: Option<MfaRequest>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    #[error("the keychain did not answer within {} s; unlock it or check that its service is running", KEYCHAIN_TIMEOUT.as_secs())]
+    KeychainTimeout,
+    #[error(transparent)]
+    Sts(#[from] StsError),
+    #[error("this code was accepted a moment ago and cannot be used twice; wait for the next code")]
+    CodeReused,
+    #[error(
+        "STS returned credentials that expire at {expiration}, which is not in the future; check the system clock"
+    )]
+    AlreadyExpired { expiration: String },
+}
+
+impl SubmitError {
+    /// True when the code itself was the problem, so asking for another
+    /// code is the right response.
+    pub fn is_code_problem(&self) -> bool {
+        match self {
+            SubmitError::Sts(err) => err.is_wrong_code(),
+            SubmitError::CodeReused => true,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    session: Option<Arc<Session>>,
+    pending: Option<(MfaRequest, SystemTime)>,
+    quiet_until: Option<SystemTime>,
+    /// The last code STS accepted, and when.
+    last_accepted: Option<(MfaCode, SystemTime)>,
+    next_request_id: u64,
+}
+
+/// The cache for one profile.
+pub struct SessionCache {
+    profile: ProfileConfig,
+    windows: ExpiryWindows,
+    clock: Arc<dyn Clock>,
+    issuer: Arc<dyn SessionIssuer>,
+    keys: Arc<dyn KeyStore>,
+    state: Mutex<State>,
+    /// Serializes STS calls, so concurrent submissions never race.
+    sts_gate: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<SessionEvent>,
+}
+
+impl SessionCache {
+    pub fn new(
+        profile: ProfileConfig,
+        clock: Arc<dyn Clock>,
+        issuer: Arc<dyn SessionIssuer>,
+        keys: Arc<dyn KeyStore>,
+    ) -> Self {
+        let (events, _) = broadcast::channel(64);
+        Self {
+            windows: ExpiryWindows::for_duration(profile.session_duration),
+            profile,
+            clock,
+            issuer,
+            keys,
+            state: Mutex::new(State::default()),
+            sts_gate: tokio::sync::Mutex::new(()),
+            events,
+        }
+    }
+
+    pub fn profile(&self) -> &ProfileConfig {
+        &self.profile
+    }
+
+    pub fn windows(&self) -> ExpiryWindows {
+        self.windows
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves only plain data behind, so
+        // the state is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        // No subscriber is a normal state (headless without a prompt).
+        let _ = self.events.send(event);
+    }
+
+    /// Returns the session to hand to an SDK, or `None` when there is no
+    /// session that is safe to serve. Never waits: a missing or expiring
+    /// session raises an MFA request in the background.
+    pub fn credentials_for_caller(&self) -> Option<Arc<Session>> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        match state.session.clone() {
+            Some(session) if now + self.windows.serve_margin < session.expiration() => {
+                if now + self.windows.serve_margin + self.windows.renew_lead >= session.expiration()
+                {
+                    self.raise_request(&mut state, now, MfaReason::ExpiringSoon);
+                }
+                Some(session)
+            }
+            _ => {
+                self.raise_request(&mut state, now, MfaReason::NoSession);
+                None
+            }
+        }
+    }
+
+    /// Returns the session until it expires, including its last minutes
+    /// when it is no longer served to SDKs.
+    pub fn current(&self) -> Option<Arc<Session>> {
+        let now = self.clock.now();
+        self.lock().session.clone().filter(|s| now < s.expiration())
+    }
+
+    pub fn status(&self) -> Status {
+        let now = self.clock.now();
+        let state = self.lock();
+        Status {
+            profile: self.profile.name.clone(),
+            expiration: state
+                .session
+                .as_ref()
+                .map(|s| s.expiration())
+                .filter(|e| now < *e),
+            pending: state.pending.as_ref().map(|(request, _)| request.clone()),
+        }
+    }
+
+    fn raise_request(&self, state: &mut State, now: SystemTime, reason: MfaReason) {
+        if let Some((_, raised_at)) = &state.pending {
+            let age = now.duration_since(*raised_at).unwrap_or_default();
+            if age < REQUEST_REPEAT_AFTER {
+                return;
+            }
+        }
+        if state.quiet_until.is_some_and(|until| now < until) {
+            return;
+        }
+        state.next_request_id += 1;
+        let request = MfaRequest {
+            id: state.next_request_id,
+            profile: self.profile.name.clone(),
+            mfa_serial: self.profile.mfa_serial.clone(),
+            reason,
+        };
+        info!(
+            profile = %request.profile,
+            request_id = request.id,
+            reason = ?reason,
+            "MFA code needed for profile \"{}\"",
+            request.profile
+        );
+        state.pending = Some((request.clone(), now));
+        self.emit(SessionEvent::MfaNeeded(request));
+    }
+
+    /// Marks the pending request as cancelled by the person, so callers do
+    /// not reopen a prompt at once.
+    pub fn cancel_request(&self, id: u64) {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        if state
+            .pending
+            .as_ref()
+            .is_some_and(|(request, _)| request.id == id)
+        {
+            state.pending = None;
+            state.quiet_until = Some(now + QUIET_AFTER_CANCEL);
+            info!(request_id = id, "MFA prompt cancelled");
+        }
+    }
+
+    /// Removes the session. Returns whether one existed.
+    pub fn clear(&self) -> bool {
+        let mut state = self.lock();
+        let existed = state.session.take().is_some();
+        state.pending = None;
+        state.quiet_until = None;
+        drop(state);
+        info!(existed, "session cleared");
+        self.emit(SessionEvent::SessionCleared);
+        existed
+    }
+
+    /// Exchanges `code` for a new session through one STS call. On failure
+    /// the current session, if any, stays in place.
+    pub async fn submit_code(&self, code: MfaCode) -> Result<Arc<Session>, SubmitError> {
+        let _gate = self.sts_gate.lock().await;
+        let result = self.exchange_code(code).await;
+        match &result {
+            Ok(session) => {
+                info!(
+                    profile = %self.profile.name,
+                    expiration = %format_utc_seconds(session.expiration()),
+                    "STS GetSessionToken succeeded; session started"
+                );
+                self.emit(SessionEvent::SessionStarted {
+                    expiration: session.expiration(),
+                });
+            }
+            Err(err) => {
+                warn!(profile = %self.profile.name, error = %err, "MFA code not accepted");
+                let message = err.to_string();
+                self.emit(if err.is_code_problem() {
+                    SessionEvent::CodeRejected { message }
+                } else {
+                    SessionEvent::SubmitFailed { message }
+                });
+            }
+        }
+        result
+    }
+
+    async fn exchange_code(&self, code: MfaCode) -> Result<Arc<Session>, SubmitError> {
+        let now = self.clock.now();
+        if let Some((accepted, at)) = &self.lock().last_accepted
+            && *accepted == code
+            && now.duration_since(*at).unwrap_or_default() < CODE_REUSE_WINDOW
+        {
+            return Err(SubmitError::CodeReused);
+        }
+
+        let store = Arc::clone(&self.keys);
+        let profile = self.profile.clone();
+        let lookup = tokio::task::spawn_blocking(move || resolve_keys(store.as_ref(), &profile));
+        let (keys, source) = match tokio::time::timeout(KEYCHAIN_TIMEOUT, lookup).await {
+            Ok(Ok(found)) => found?,
+            Ok(Err(join_error)) => std::panic::resume_unwind(join_error.into_panic()),
+            Err(_) => return Err(SubmitError::KeychainTimeout),
+        };
+        info!(
+            profile = %self.profile.name,
+            key_source = %source,
+            access_key_id = %keys.access_key_id.masked(),
+            "calling STS GetSessionToken"
+        );
+
+        let credentials = self
+            .issuer
+            .get_session_token(keys, &self.profile, code.clone())
+            .await?;
+        let now = self.clock.now();
+        if credentials.expiration <= now {
+            return Err(SubmitError::AlreadyExpired {
+                expiration: format_utc_seconds(credentials.expiration),
+            });
+        }
+        let session = Arc::new(Session {
+            credentials,
+            obtained_at: now,
+        });
+        let mut state = self.lock();
+        state.session = Some(Arc::clone(&session));
+        state.pending = None;
+        state.quiet_until = None;
+        state.last_accepted = Some((code, now));
+        Ok(session)
+    }
+
+    /// Re-evaluates expiry without waiting for a caller: drops an expired
+    /// session and raises the renewal request when it is due. Returns how
+    /// long until the next moment this needs to run again.
+    pub fn tick(&self) -> Duration {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let Some(session) = state.session.clone() else {
+            return Duration::MAX;
+        };
+        if now >= session.expiration() {
+            state.session = None;
+            drop(state);
+            info!(profile = %self.profile.name, "session expired");
+            self.emit(SessionEvent::SessionExpired);
+            return Duration::MAX;
+        }
+        let renew_at = session.expiration() - self.windows.serve_margin - self.windows.renew_lead;
+        if now >= renew_at {
+            self.raise_request(&mut state, now, MfaReason::ExpiringSoon);
+            let pending_repeat = state
+                .pending
+                .as_ref()
+                .map(|(_, raised)| {
+                    (*raised + REQUEST_REPEAT_AFTER)
+                        .duration_since(now)
+                        .unwrap_or_default()
+                })
+                .unwrap_or(Duration::MAX);
+            session
+                .expiration()
+                .duration_since(now)
+                .unwrap_or_default()
+                .min(pending_repeat)
+        } else {
+            renew_at.duration_since(now).unwrap_or_default()
+        }
+    }
+
+    /// Runs [`tick`](Self::tick) until `shutdown` fires. Sleeps are capped
+    /// at 30 s so that a jump of the wall clock (sleep and wake) is noticed
+    /// soon after it happens.
+    pub async fn watch_expiry(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            let wait = self
+                .tick()
+                .min(Duration::from_secs(30))
+                .max(Duration::from_millis(100));
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::keychain::{KeychainError, MemoryKeyStore};
+    use crate::secret::{AccessKeyId, LongTermKeys, Secret};
+    use crate::sts::BoxFuture;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Issues sessions of a fixed length, or a scripted error.
+    struct ScriptedIssuer {
+        clock: Arc<ManualClock>,
+        calls: AtomicUsize,
+        next_error: Mutex<Option<StsError>>,
+        length: Duration,
+    }
+
+    impl SessionIssuer for ScriptedIssuer {
+        fn get_session_token<'a>(
+            &'a self,
+            _keys: LongTermKeys,
+            _profile: &'a ProfileConfig,
+            _code: MfaCode,
+        ) -> BoxFuture<'a, Result<SessionCredentials, StsError>> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let result = match self.next_error.lock().unwrap().take() {
+                Some(err) => Err(err),
+                None => Ok(SessionCredentials {
+                    access_key_id: AccessKeyId::new(format!("ASIASESSION{n}")),
+                    secret_access_key: Secret::new("secret"),
+                    session_token: Secret::new("token"),
+                    expiration: self.clock.now() + self.length,
+                }),
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    struct Fixture {
+        clock: Arc<ManualClock>,
+        issuer: Arc<ScriptedIssuer>,
+        store: Arc<MemoryKeyStore>,
+        cache: Arc<SessionCache>,
+    }
+
+    fn fixture(duration: Duration) -> Fixture {
+        let clock = Arc::new(ManualClock::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        ));
+        let issuer = Arc::new(ScriptedIssuer {
+            clock: Arc::clone(&clock),
+            calls: AtomicUsize::new(0),
+            next_error: Mutex::new(None),
+            length: duration,
+        });
+        let profile = ProfileConfig {
+            name: "dev".into(),
+            mfa_serial: "arn:aws:iam::123456789012:mfa/dev".into(),
+            region: "us-east-1".into(),
+            session_duration: duration,
+            account_id: Some("123456789012".into()),
+            file_keys: Some(LongTermKeys {
+                access_key_id: AccessKeyId::new("AKIAFILE"),
+                secret_access_key: Secret::new("s"),
+            }),
+        };
+        let store = Arc::new(MemoryKeyStore::default());
+        let cache = Arc::new(SessionCache::new(
+            profile,
+            clock.clone(),
+            issuer.clone(),
+            store.clone(),
+        ));
+        Fixture {
+            clock,
+            issuer,
+            store,
+            cache,
+        }
+    }
+
+    fn code(s: &str) -> MfaCode {
+        MfaCode::parse(s).unwrap()
+    }
+
+    fn drain(rx: &mut broadcast::Receiver<SessionEvent>) -> Vec<SessionEvent> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    fn mfa_requests(events: &[SessionEvent]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::MfaNeeded(_)))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn many_callers_without_session_raise_one_request_and_code_makes_one_call() {
+        let f = fixture(12 * HOUR);
+        let mut events = f.cache.subscribe();
+        let callers: Vec<_> = (0..50)
+            .map(|_| {
+                let cache = Arc::clone(&f.cache);
+                tokio::spawn(async move { cache.credentials_for_caller() })
+            })
+            .collect();
+        for caller in callers {
+            assert!(caller.await.unwrap().is_none());
+        }
+        assert_eq!(mfa_requests(&drain(&mut events)), 1);
+
+        f.cache.submit_code(code("123456")).await.unwrap();
+        assert_eq!(f.issuer.calls.load(Ordering::SeqCst), 1);
+        assert!(f.cache.credentials_for_caller().is_some());
+        assert_eq!(f.cache.status().pending, None);
+    }
+
+    #[tokio::test]
+    async fn stops_serving_before_expiry_and_never_serves_expired_keys() {
+        let f = fixture(12 * HOUR);
+        f.cache.submit_code(code("123456")).await.unwrap();
+        let windows = f.cache.windows();
+        assert_eq!(windows.serve_margin, Duration::from_secs(25 * 60));
+
+        f.clock
+            .advance(12 * HOUR - windows.serve_margin - Duration::from_secs(1));
+        assert!(f.cache.credentials_for_caller().is_some());
+        f.clock.advance(Duration::from_secs(1));
+        assert!(f.cache.credentials_for_caller().is_none());
+        assert!(
+            f.cache.current().is_some(),
+            "the session exists until it expires"
+        );
+        f.clock.advance(windows.serve_margin);
+        assert!(f.cache.current().is_none());
+        assert!(f.cache.credentials_for_caller().is_none());
+    }
+
+    #[tokio::test]
+    async fn renewal_is_requested_ahead_of_expiry_without_any_caller() {
+        let f = fixture(12 * HOUR);
+        f.cache.submit_code(code("123456")).await.unwrap();
+        let mut events = f.cache.subscribe();
+        let windows = f.cache.windows();
+        let until_renewal = 12 * HOUR - windows.serve_margin - windows.renew_lead;
+        assert_eq!(f.cache.tick(), until_renewal);
+        assert!(drain(&mut events).is_empty());
+
+        f.clock.advance(until_renewal);
+        f.cache.tick();
+        let raised = drain(&mut events);
+        assert!(matches!(
+            raised.as_slice(),
+            [SessionEvent::MfaNeeded(MfaRequest {
+                reason: MfaReason::ExpiringSoon,
+                ..
+            })]
+        ));
+        assert!(
+            f.cache.credentials_for_caller().is_some(),
+            "still served during renewal"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_renewal_keeps_valid_session() {
+        let f = fixture(12 * HOUR);
+        let first = f.cache.submit_code(code("111111")).await.unwrap();
+        *f.issuer.next_error.lock().unwrap() = Some(StsError::WrongCode);
+        let err = f.cache.submit_code(code("222222")).await.unwrap_err();
+        assert!(err.is_code_problem());
+        assert_eq!(f.cache.credentials_for_caller().unwrap(), first);
+
+        f.store
+            .set_failure(Some(KeychainError::Failed("broken".into())));
+        assert!(matches!(
+            f.cache.submit_code(code("333333")).await,
+            Err(SubmitError::Keys(_))
+        ));
+        assert_eq!(f.cache.credentials_for_caller().unwrap(), first);
+    }
+
+    #[tokio::test]
+    async fn accepted_code_is_not_sent_again() {
+        let f = fixture(12 * HOUR);
+        f.cache.submit_code(code("123456")).await.unwrap();
+        let err = f.cache.submit_code(code("123456")).await.unwrap_err();
+        assert!(matches!(err, SubmitError::CodeReused));
+        assert_eq!(f.issuer.calls.load(Ordering::SeqCst), 1);
+        f.clock.advance(CODE_REUSE_WINDOW);
+        f.cache.submit_code(code("123456")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn clock_jump_past_expiry_drops_session() {
+        let f = fixture(HOUR);
+        f.cache.submit_code(code("123456")).await.unwrap();
+        let mut events = f.cache.subscribe();
+        f.clock.advance(2 * HOUR);
+        assert!(f.cache.credentials_for_caller().is_none());
+        f.cache.tick();
+        let seen = drain(&mut events);
+        assert!(seen.contains(&SessionEvent::SessionExpired));
+        assert!(f.cache.current().is_none());
+    }
+
+    #[tokio::test]
+    async fn unanswered_request_is_raised_again_after_a_while() {
+        let f = fixture(HOUR);
+        let mut events = f.cache.subscribe();
+        f.cache.credentials_for_caller();
+        f.clock
+            .advance(REQUEST_REPEAT_AFTER - Duration::from_secs(1));
+        f.cache.credentials_for_caller();
+        assert_eq!(mfa_requests(&drain(&mut events)), 1);
+        f.clock.advance(Duration::from_secs(1));
+        f.cache.credentials_for_caller();
+        assert_eq!(mfa_requests(&drain(&mut events)), 1);
+    }
+
+    #[tokio::test]
+    async fn cancelled_prompt_stays_quiet_for_a_minute() {
+        let f = fixture(HOUR);
+        let mut events = f.cache.subscribe();
+        f.cache.credentials_for_caller();
+        let id = f.cache.status().pending.unwrap().id;
+        f.cache.cancel_request(id);
+        f.cache.credentials_for_caller();
+        assert_eq!(mfa_requests(&drain(&mut events)), 1);
+        f.clock.advance(QUIET_AFTER_CANCEL);
+        f.cache.credentials_for_caller();
+        assert_eq!(mfa_requests(&drain(&mut events)), 1);
+    }
+
+    #[tokio::test]
+    async fn clear_removes_session() {
+        let f = fixture(HOUR);
+        f.cache.submit_code(code("123456")).await.unwrap();
+        assert!(f.cache.clear());
+        assert!(f.cache.current().is_none());
+        assert!(!f.cache.clear());
+    }
+
+    #[test]
+    fn short_sessions_get_proportional_windows() {
+        let w = ExpiryWindows::for_duration(Duration::from_secs(900));
+        assert_eq!(w.serve_margin, Duration::from_secs(300));
+        assert_eq!(w.renew_lead, Duration::from_secs(150));
+    }
+}
