@@ -82,6 +82,21 @@ async fn token_ttl_is_echoed_at_both_bounds() {
 }
 
 #[tokio::test]
+async fn token_put_through_a_proxy_is_forbidden() {
+    let server = started().await;
+    let response = server
+        .http
+        .put(server.url("/latest/api/token"))
+        .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(!response.text().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn token_put_works_without_content_length_and_with_expect_continue() {
     let server = started().await;
     let plain = raw_request(

@@ -37,6 +37,15 @@ pub fn handle(state: &AppState, method: &Method, path: &str, headers: &HeaderMap
 }
 
 fn issue_token(state: &AppState, headers: &HeaderMap) -> HttpResponse {
+    // Real IMDS refuses token requests that passed through a proxy, so a
+    // server-side request forgery through a forwarding proxy cannot start
+    // an IMDSv2 session.
+    if headers.contains_key("x-forwarded-for") {
+        return text(
+            StatusCode::FORBIDDEN,
+            "token requests forwarded by a proxy (X-Forwarded-For) are refused",
+        );
+    }
     let ttl = match parse_ttl(headers.get(TTL_HEADER).map(|v| v.as_bytes())) {
         Ok(ttl) => ttl,
         Err(err) => return text(StatusCode::BAD_REQUEST, err.to_string()),
