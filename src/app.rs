@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use aws_types::os_shim_internal::{Env, Fs};
+use tao::event_loop::EventLoopProxy;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -17,10 +19,13 @@ use crate::cli::{KeysCommand, RunArgs};
 use crate::clock::SystemClock;
 use crate::config::{self, ProfileConfig};
 use crate::keychain::{KEYCHAIN_SERVICE, KeyStore, OsKeychain, resolve_keys};
+use crate::notify;
+use crate::prompt::{self, PromptMode};
 use crate::secret::{AccessKeyId, LongTermKeys, Secret};
 use crate::server::{self, AppState, token::TokenSigner};
-use crate::session::SessionCache;
+use crate::session::{SessionCache, SessionEvent};
 use crate::sts::StsClient;
+use crate::tray::{Gui, GuiCommand, UserEvent};
 
 /// File name of the IMDSv2 token signing key inside the state directory.
 pub const TOKEN_KEY_FILE: &str = "imds-token-key";
@@ -35,6 +40,7 @@ pub struct Settings {
     pub allow_imdsv1: bool,
     pub state_dir: PathBuf,
     pub sts_timeout: Duration,
+    pub prompt: PromptMode,
 }
 
 impl Settings {
@@ -60,6 +66,7 @@ impl Settings {
             allow_imdsv1: args.allow_imdsv1,
             state_dir,
             sts_timeout: Duration::from_secs(args.sts_timeout),
+            prompt: args.prompt,
         })
     }
 }
@@ -72,16 +79,20 @@ fn default_state_dir() -> Option<PathBuf> {
         .map(|dir| dir.join("aws-mock-metadata"))
 }
 
-/// Runs the app until SIGINT or SIGTERM.
+/// Runs the app until SIGINT, SIGTERM or Quit in the tray menu.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
+    let gui = open_gui(&settings);
+    let proxy = gui.as_ref().map(Gui::proxy);
+    let (command_tx, command_rx) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Vec<SocketAddr>>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Arc<SessionCache>>>();
 
-    let runtime_shutdown = shutdown.clone();
-    let headless = settings.headless || !display_available();
+    let runtime_settings = settings.clone();
     let runtime_thread = std::thread::Builder::new()
         .name("runtime".into())
         .spawn(move || -> anyhow::Result<()> {
+            // Tells the GUI that the runtime is gone, even after a panic.
+            let _stopped = RuntimeStoppedGuard(proxy.clone());
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("runtime-worker")
@@ -89,42 +100,86 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(async move {
-                match start(&settings, runtime_shutdown.clone()).await {
+                match start(&runtime_settings).await {
                     Ok((listeners, state)) => {
-                        let addrs = listeners
-                            .iter()
-                            .filter_map(|l| l.local_addr().ok())
-                            .collect();
-                        let _ = ready_tx.send(Ok(addrs));
-                        run_services(listeners, state, &settings, runtime_shutdown).await;
+                        let _ = ready_tx.send(Ok(Arc::clone(&state.cache)));
+                        let desktop = proxy.map(|proxy| Desktop {
+                            proxy,
+                            commands: command_rx,
+                        });
+                        run_services(listeners, state, &runtime_settings, desktop, shutdown).await;
                     }
                     Err(err) => {
                         let _ = ready_tx.send(Err(err));
                     }
                 }
             });
+            // Blocking threads stuck on a hung notification server or
+            // keychain must not hold up the exit.
+            runtime.shutdown_timeout(Duration::from_secs(1));
             Ok(())
         })
         .context("cannot start the runtime thread")?;
 
-    let started = ready_rx.recv();
-    if let Ok(Err(err)) = started {
-        let _ = runtime_thread.join();
-        return Err(err);
+    let cache = match ready_rx.recv() {
+        Ok(Ok(cache)) => cache,
+        Ok(Err(err)) => {
+            let _ = runtime_thread.join();
+            return Err(err);
+        }
+        Err(_) => return join_runtime(runtime_thread),
+    };
+    match gui {
+        Some(gui) => gui.run(settings.profile, cache.status(), command_tx),
+        None => {
+            info!(
+                "running headless: MFA requests are logged, and read from standard input when it is a terminal"
+            );
+            join_runtime(runtime_thread)
+        }
     }
-    if headless {
-        info!(
-            "running headless: MFA requests are logged, and read from standard input when it is a terminal"
-        );
-    }
-    // TODO: when a display is available, run the tray event loop on this
-    // thread and cancel `shutdown` from its Quit item; until the tray is
-    // built every run is headless.
-    let _ = &shutdown;
-    match runtime_thread.join() {
+}
+
+fn join_runtime(thread: std::thread::JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {
+    match thread.join() {
         Ok(result) => result,
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// Opens the GUI event loop unless the app is to run headless.
+fn open_gui(settings: &Settings) -> Option<Gui> {
+    if settings.headless {
+        return None;
+    }
+    if !display_available() {
+        info!("no display found (DISPLAY and WAYLAND_DISPLAY are unset); running headless");
+        return None;
+    }
+    match Gui::new() {
+        Ok(gui) => Some(gui),
+        Err(err) => {
+            warn!("{err}; running headless");
+            None
+        }
+    }
+}
+
+/// Sends [`UserEvent::RuntimeStopped`] when dropped.
+struct RuntimeStoppedGuard(Option<EventLoopProxy<UserEvent>>);
+
+impl Drop for RuntimeStoppedGuard {
+    fn drop(&mut self) {
+        if let Some(proxy) = &self.0 {
+            let _ = proxy.send_event(UserEvent::RuntimeStopped);
+        }
+    }
+}
+
+/// The runtime's side of the GUI.
+struct Desktop {
+    proxy: EventLoopProxy<UserEvent>,
+    commands: mpsc::UnboundedReceiver<GuiCommand>,
 }
 
 /// Whether a GUI can be shown. macOS always has one; elsewhere an X11 or
@@ -142,7 +197,6 @@ pub fn display_available() -> bool {
 /// stops the app before it serves a request.
 async fn start(
     settings: &Settings,
-    _shutdown: CancellationToken,
 ) -> anyhow::Result<(Vec<tokio::net::TcpListener>, Arc<AppState>)> {
     let profile = config::load_profile(&settings.profile, &Env::real(), &Fs::real()).await?;
     info!(
@@ -202,28 +256,165 @@ async fn report_key_source(profile: &ProfileConfig) {
     }
 }
 
+/// Upper bound on a graceful shutdown of the server.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How often the tray's countdown is refreshed.
+const STATUS_REFRESH: Duration = Duration::from_secs(60);
+
 async fn run_services(
     listeners: Vec<tokio::net::TcpListener>,
     state: Arc<AppState>,
     settings: &Settings,
+    desktop: Option<Desktop>,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(wait_for_signal(shutdown.clone()));
     tokio::spawn(Arc::clone(&state.cache).watch_expiry(shutdown.clone()));
+    let cache = Arc::clone(&state.cache);
     let manage_url = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
         .map(|addr| format!("http://{}{}", reachable(addr), server::manage::SESSION_PATH))
         .unwrap_or_default();
-    let _ = settings;
-    tokio::spawn(crate::prompt::terminal::run(
-        Arc::clone(&state.cache),
-        manage_url,
-        shutdown.clone(),
-    ));
-    info!(profile = %state.cache.profile().name, "aws-mock-metadata started");
-    server::serve(listeners, state, shutdown).await;
+
+    // Kept alive for the whole run, so that the dialog task never sees its
+    // request channel close.
+    let (open_dialog_tx, open_dialog_rx) = mpsc::unbounded_channel();
+    let has_gui = desktop.is_some();
+    let prompt = match settings.prompt {
+        PromptMode::Auto if has_gui => PromptMode::Dialog,
+        PromptMode::Auto => PromptMode::Terminal,
+        other => other,
+    };
+    info!(?prompt, "MFA prompt chosen");
+    match prompt {
+        PromptMode::Dialog => {
+            tokio::spawn(prompt::run_dialogs(
+                Arc::clone(&cache),
+                open_dialog_rx,
+                has_gui,
+                shutdown.clone(),
+            ));
+            tokio::spawn(log_manage_hint(
+                Arc::clone(&cache),
+                manage_url,
+                shutdown.clone(),
+            ));
+        }
+        PromptMode::Terminal => {
+            tokio::spawn(prompt::terminal::run(
+                Arc::clone(&cache),
+                manage_url,
+                shutdown.clone(),
+            ));
+        }
+        PromptMode::None | PromptMode::Auto => {
+            tokio::spawn(log_manage_hint(
+                Arc::clone(&cache),
+                manage_url,
+                shutdown.clone(),
+            ));
+        }
+    }
+
+    if let Some(desktop) = desktop {
+        notify::init();
+        tokio::spawn(notify::run(cache.subscribe(), shutdown.clone()));
+        tokio::spawn(publish_status(
+            Arc::clone(&cache),
+            desktop.proxy,
+            shutdown.clone(),
+        ));
+        tokio::spawn(handle_gui_commands(
+            Arc::clone(&cache),
+            desktop.commands,
+            open_dialog_tx.clone(),
+            shutdown.clone(),
+        ));
+    }
+
+    info!(profile = %cache.profile().name, "aws-mock-metadata started");
+    let serving = server::serve(listeners, state, shutdown.clone());
+    let grace_expired = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = serving => {}
+        () = grace_expired => warn!("connections still open {} s after shutdown began; stopping anyway", SHUTDOWN_GRACE.as_secs()),
+    }
+    drop(open_dialog_tx);
     info!("aws-mock-metadata stopped");
+}
+
+/// Logs how to answer each MFA request, for prompts that do not print it.
+async fn log_manage_hint(
+    cache: Arc<SessionCache>,
+    manage_url: String,
+    shutdown: CancellationToken,
+) {
+    let mut events = cache.subscribe();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.recv() => match event {
+                Ok(SessionEvent::MfaNeeded(_)) => {
+                    info!("to answer, run: curl -fsS -X POST --data token=CODE {manage_url}");
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// Sends the session status to the GUI on every session event and once a
+/// minute, for the countdown.
+async fn publish_status(
+    cache: Arc<SessionCache>,
+    proxy: EventLoopProxy<UserEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut events = cache.subscribe();
+    let mut refresh = tokio::time::interval(STATUS_REFRESH);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = refresh.tick() => {}
+            event = events.recv() => {
+                if let Err(broadcast::error::RecvError::Closed) = event {
+                    return;
+                }
+            }
+        }
+        if proxy.send_event(UserEvent::Status(cache.status())).is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle_gui_commands(
+    cache: Arc<SessionCache>,
+    mut commands: mpsc::UnboundedReceiver<GuiCommand>,
+    open_dialog: mpsc::UnboundedSender<()>,
+    shutdown: CancellationToken,
+) {
+    while let Some(command) = commands.recv().await {
+        match command {
+            GuiCommand::EnterCode => {
+                let _ = open_dialog.send(());
+            }
+            GuiCommand::ClearSession => {
+                cache.clear();
+            }
+            GuiCommand::Quit => {
+                info!("Quit chosen in the tray menu; shutting down");
+                shutdown.cancel();
+                return;
+            }
+        }
+    }
 }
 
 /// The address a local client uses to reach `addr`: an unspecified

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::prompt::PromptMode;
+
 /// Where the server listens unless `--listen` says otherwise: the port the
 /// original aws-mock-metadata used, on loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:45000";
@@ -68,6 +70,12 @@ pub struct RunArgs {
     /// per-user state directory, e.g. ~/.local/state/aws-mock-metadata].
     #[arg(long, value_name = "DIR", env = "AWS_MOCK_METADATA_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// How to ask for MFA codes: the native dialog with the menu-bar icon
+    /// and the terminal when headless (auto), always the dialog, always the
+    /// terminal, or only through POST /manage/session (none).
+    #[arg(long, value_enum, default_value_t = PromptMode::Auto)]
+    pub prompt: PromptMode,
 
     /// Time limit for one STS call, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]

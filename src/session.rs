@@ -107,10 +107,23 @@ pub enum SessionEvent {
     },
 }
 
+/// Where the session stands, for the tray icon and menu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    NoSession,
+    /// No session, and an MFA request is open.
+    WaitingForCode,
+    Valid,
+    /// Valid, but inside the renewal window.
+    ExpiringSoon,
+}
+
 /// A snapshot for display.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub profile: String,
+    pub mfa_serial: String,
+    pub phase: Phase,
     pub expiration: Option<SystemTime>,
     pub pending: Option<MfaRequest>,
 }
@@ -242,14 +255,25 @@ impl SessionCache {
     pub fn status(&self) -> Status {
         let now = self.clock.now();
         let state = self.lock();
+        let expiration = state
+            .session
+            .as_ref()
+            .map(|s| s.expiration())
+            .filter(|e| now < *e);
+        let pending = state.pending.as_ref().map(|(request, _)| request.clone());
+        let renewal_window = self.windows.serve_margin + self.windows.renew_lead;
+        let phase = match expiration {
+            Some(expiration) if now + renewal_window >= expiration => Phase::ExpiringSoon,
+            Some(_) => Phase::Valid,
+            None if pending.is_some() => Phase::WaitingForCode,
+            None => Phase::NoSession,
+        };
         Status {
             profile: self.profile.name.clone(),
-            expiration: state
-                .session
-                .as_ref()
-                .map(|s| s.expiration())
-                .filter(|e| now < *e),
-            pending: state.pending.as_ref().map(|(request, _)| request.clone()),
+            mfa_serial: self.profile.mfa_serial.clone(),
+            phase,
+            expiration,
+            pending,
         }
     }
 
@@ -673,6 +697,22 @@ mod tests {
         f.clock.advance(QUIET_AFTER_CANCEL);
         f.cache.credentials_for_caller();
         assert_eq!(mfa_requests(&drain(&mut events)), 1);
+    }
+
+    #[tokio::test]
+    async fn status_phase_follows_the_session() {
+        let f = fixture(12 * HOUR);
+        assert_eq!(f.cache.status().phase, Phase::NoSession);
+        f.cache.credentials_for_caller();
+        assert_eq!(f.cache.status().phase, Phase::WaitingForCode);
+        f.cache.submit_code(code("123456")).await.unwrap();
+        assert_eq!(f.cache.status().phase, Phase::Valid);
+        let windows = f.cache.windows();
+        f.clock
+            .advance(12 * HOUR - windows.serve_margin - windows.renew_lead);
+        assert_eq!(f.cache.status().phase, Phase::ExpiringSoon);
+        f.clock.advance(windows.serve_margin + windows.renew_lead);
+        assert_eq!(f.cache.status().phase, Phase::NoSession);
     }
 
     #[tokio::test]
