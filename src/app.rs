@@ -15,10 +15,11 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cli::{KeysCommand, RunArgs};
+use crate::cli::{KeysCommand, LoginItemCommand, RunArgs};
 use crate::clock::SystemClock;
 use crate::config::{self, ProfileConfig};
 use crate::keychain::{KEYCHAIN_SERVICE, KeyStore, OsKeychain, resolve_keys};
+use crate::login_item;
 use crate::notify;
 use crate::prompt::{self, PromptMode};
 use crate::secret::{AccessKeyId, LongTermKeys, Secret};
@@ -456,6 +457,31 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         }
     }
     shutdown.cancel();
+}
+
+/// Runs a `login-item` subcommand.
+pub fn run_login_item_command(profile: &str, command: LoginItemCommand) -> anyhow::Result<()> {
+    match command {
+        LoginItemCommand::Install { args } => {
+            let program =
+                std::env::current_exe().context("cannot find the path of this program")?;
+            let mut all_args = vec!["--profile".to_owned(), profile.to_owned()];
+            all_args.extend(args);
+            let path = login_item::install(&program, &all_args)?;
+            println!(
+                "The app now starts at login with profile \"{profile}\" ({}).",
+                path.display()
+            );
+        }
+        LoginItemCommand::Uninstall => {
+            if login_item::uninstall()? {
+                println!("The app no longer starts at login.");
+            } else {
+                println!("No login item was installed.");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs a `keys` subcommand against the OS keychain.

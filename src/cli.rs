@@ -20,11 +20,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:45000";
 /// `curl -X POST --data token=123456 http://127.0.0.1:45000/manage/session`
 /// or at the terminal prompt.
 #[derive(Debug, Parser)]
-#[command(
-    name = "aws-mock-metadata",
-    version,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "aws-mock-metadata", version)]
 pub struct Cli {
     /// AWS profile to use: its mfa_serial, region and duration_seconds from
     /// ~/.aws/config, and its long-term keys.
@@ -89,6 +85,24 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Start the app at login, or stop doing so.
+    LoginItem {
+        #[command(subcommand)]
+        action: LoginItemCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoginItemCommand {
+    /// Start the app at login (a launchd agent on macOS, an XDG autostart
+    /// entry on Linux) with --profile and the arguments given after `--`.
+    Install {
+        /// Arguments for the app, such as `-- --listen 127.0.0.1:45000`.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Stop starting the app at login.
+    Uninstall,
 }
 
 #[derive(Debug, Subcommand)]

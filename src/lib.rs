@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod keychain;
+pub mod login_item;
 pub mod notify;
 pub mod prompt;
 pub mod secret;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
 
     let result = match cli.command {
         Some(Command::Keys { action }) => app::run_keys_command(&cli.profile, action),
+        Some(Command::LoginItem { action }) => app::run_login_item_command(&cli.profile, action),
         None => Settings::from_args(cli.profile, cli.run).and_then(app::run),
     };
     match result {

@@ -136,6 +136,9 @@ pub fn classify_service_error(
 pub struct StsClient {
     base: SdkConfig,
     timeout: Duration,
+    /// The endpoint override, for messages only; the SDK resolves the
+    /// endpoint it really uses.
+    endpoint: Option<String>,
 }
 
 impl StsClient {
@@ -144,7 +147,17 @@ impl StsClient {
     /// and no credential chain: the keys are passed per call.
     pub async fn from_environment(profile: &ProfileConfig, timeout: Duration) -> Self {
         let base = Self::loader(profile, timeout).load().await;
-        Self { base, timeout }
+        let ignore_overrides =
+            std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_ok_and(|v| v == "true");
+        let endpoint = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
+            .iter()
+            .filter(|_| !ignore_overrides)
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+        Self {
+            base,
+            timeout,
+            endpoint,
+        }
     }
 
     /// Builds a client that sends every call to `endpoint_url`.
@@ -157,7 +170,11 @@ impl StsClient {
             .endpoint_url(endpoint_url)
             .load()
             .await;
-        Self { base, timeout }
+        Self {
+            base,
+            timeout,
+            endpoint: Some(endpoint_url.to_owned()),
+        }
     }
 
     fn loader(profile: &ProfileConfig, timeout: Duration) -> aws_config::ConfigLoader {
@@ -176,9 +193,10 @@ impl StsClient {
             )
     }
 
-    /// The endpoint override in force, if any, for log messages.
+    /// The endpoint override set in the environment or by the caller, if
+    /// any, for log messages.
     pub fn endpoint_url(&self) -> Option<&str> {
-        self.base.endpoint_url()
+        self.endpoint.as_deref()
     }
 
     async fn call(
@@ -250,7 +268,7 @@ impl StsClient {
                 detail: format!(
                     "{} (endpoint {})",
                     error_chain(&err),
-                    self.endpoint_url().unwrap_or("chosen by region")
+                    self.endpoint_url().unwrap_or("of the profile's region")
                 ),
             },
             _ => StsError::InvalidResponse {
