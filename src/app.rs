@@ -23,6 +23,7 @@ use crate::login_item;
 use crate::notify;
 use crate::prompt::{self, PromptMode};
 use crate::secret::{AccessKeyId, LongTermKeys, Secret};
+use crate::server::guard::{Guard, is_local};
 use crate::server::{self, AppState, token::TokenSigner};
 use crate::session::{SessionCache, SessionEvent};
 use crate::sts::StsClient;
@@ -42,6 +43,7 @@ pub struct Settings {
     pub state_dir: PathBuf,
     pub sts_timeout: Duration,
     pub prompt: PromptMode,
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Settings {
@@ -68,6 +70,7 @@ impl Settings {
             state_dir,
             sts_timeout: Duration::from_secs(args.sts_timeout),
             prompt: args.prompt,
+            allowed_hosts: args.allow_host,
         })
     }
 }
@@ -229,6 +232,18 @@ async fn start(
         Arc::new(OsKeychain),
     ));
     let listeners = server::bind(&settings.listen).await?;
+    let mut guard = Guard::new(&settings.listen, &settings.allowed_hosts);
+    guard.allow_ports(
+        listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| a.port()),
+    );
+    if settings.listen.iter().any(|addr| !is_local(addr.ip())) {
+        warn!(
+            "listening beyond loopback: any machine that can reach this port can ask for credentials"
+        );
+    }
     let state = Arc::new(AppState {
         cache,
         tokens,
@@ -236,6 +251,7 @@ async fn start(
         allow_imdsv1: settings.allow_imdsv1,
         clock,
         started_at: SystemTime::now(),
+        guard,
     });
     Ok((listeners, state))
 }

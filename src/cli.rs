@@ -52,6 +52,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub headless: bool,
 
+    /// Another host name that clients may use in the Host header (requests
+    /// naming any other host are rejected, against DNS rebinding); repeat
+    /// for several.
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
+
     /// Role name that IMDS lists under iam/security-credentials/.
     #[arg(long, value_name = "NAME", default_value = "local-credentials", value_parser = parse_role_name)]
     pub role_name: String,

@@ -29,6 +29,13 @@ pub const QUIET_AFTER_CANCEL: Duration = Duration::from_secs(60);
 /// app refuses to send such a code again for a little longer.
 pub const CODE_REUSE_WINDOW: Duration = Duration::from_secs(90);
 
+/// At most this many codes go to STS within [`ATTEMPT_WINDOW`], so a local
+/// process cannot burn codes or get the MFA device locked.
+pub const MAX_ATTEMPTS: usize = 5;
+
+/// The sliding window for [`MAX_ATTEMPTS`].
+pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
+
 /// Upper bound on a keychain look-up, which can hang on a stuck D-Bus.
 pub const KEYCHAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -139,6 +146,11 @@ pub enum SubmitError {
     #[error("this code was accepted a moment ago and cannot be used twice; wait for the next code")]
     CodeReused,
     #[error(
+        "too many MFA codes sent in the last minute; try again in {} s",
+        retry_after.as_secs().max(1)
+    )]
+    RateLimited { retry_after: Duration },
+    #[error(
         "STS returned credentials that expire at {expiration}, which is not in the future; check the system clock"
     )]
     AlreadyExpired { expiration: String },
@@ -163,6 +175,8 @@ struct State {
     quiet_until: Option<SystemTime>,
     /// The last code STS accepted, and when.
     last_accepted: Option<(MfaCode, SystemTime)>,
+    /// When codes were last sent to STS, oldest first.
+    attempts: std::collections::VecDeque<SystemTime>,
     next_request_id: u64,
 }
 
@@ -370,6 +384,7 @@ impl SessionCache {
         {
             return Err(SubmitError::CodeReused);
         }
+        self.take_attempt(now)?;
 
         let store = Arc::clone(&self.keys);
         let profile = self.profile.clone();
@@ -406,6 +421,28 @@ impl SessionCache {
         state.quiet_until = None;
         state.last_accepted = Some((code, now));
         Ok(session)
+    }
+
+    /// Records an STS attempt at `now`, or returns how long to wait when
+    /// the window is full.
+    fn take_attempt(&self, now: SystemTime) -> Result<(), SubmitError> {
+        let mut state = self.lock();
+        while state
+            .attempts
+            .front()
+            .is_some_and(|at| now.duration_since(*at).unwrap_or_default() >= ATTEMPT_WINDOW)
+        {
+            state.attempts.pop_front();
+        }
+        if state.attempts.len() >= MAX_ATTEMPTS {
+            let oldest = state.attempts[0];
+            let retry_after = (oldest + ATTEMPT_WINDOW)
+                .duration_since(now)
+                .unwrap_or_default();
+            return Err(SubmitError::RateLimited { retry_after });
+        }
+        state.attempts.push_back(now);
+        Ok(())
     }
 
     /// Re-evaluates expiry without waiting for a caller: drops an expired
@@ -656,6 +693,29 @@ mod tests {
         assert_eq!(f.issuer.calls.load(Ordering::SeqCst), 1);
         f.clock.advance(CODE_REUSE_WINDOW);
         f.cache.submit_code(code("123456")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sts_attempts_are_rate_limited() {
+        let f = fixture(12 * HOUR);
+        for i in 0..MAX_ATTEMPTS {
+            *f.issuer.next_error.lock().unwrap() = Some(StsError::WrongCode);
+            let err = f
+                .cache
+                .submit_code(code(&format!("{:06}", 100_000 + i)))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SubmitError::Sts(StsError::WrongCode)));
+        }
+        f.clock.advance(Duration::from_secs(10));
+        let err = f.cache.submit_code(code("999999")).await.unwrap_err();
+        let SubmitError::RateLimited { retry_after } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(retry_after, ATTEMPT_WINDOW - Duration::from_secs(10));
+        assert_eq!(f.issuer.calls.load(Ordering::SeqCst), MAX_ATTEMPTS);
+        f.clock.advance(retry_after);
+        f.cache.submit_code(code("999999")).await.unwrap();
     }
 
     #[tokio::test]

@@ -469,9 +469,18 @@ async fn sts_faults_are_reported_for_what_they_are() {
             "InternalFailure",
         ),
     ];
-    let server = started().await;
+    // The clock moves a minute per case, so the MFA rate limit never applies.
+    let clock = Arc::new(aws_mock_metadata::clock::ManualClock::new(
+        std::time::SystemTime::now(),
+    ));
+    let server = TestServer::start(Options {
+        clock: clock.clone(),
+        ..Options::default()
+    })
+    .await;
     assert_eq!(server.post_code("100000").await.status(), 200);
     for (i, (reply, status, code, hint)) in cases.into_iter().enumerate() {
+        clock.advance(aws_mock_metadata::session::ATTEMPT_WINDOW);
         server.sts.push(reply);
         let response = server.post_code(&format!("{:06}", 200_000 + i)).await;
         assert_eq!(response.status(), status, "{code}");
@@ -691,5 +700,132 @@ async fn unknown_manage_paths_and_methods() {
             .unwrap()
             .status(),
         405
+    );
+}
+
+#[tokio::test]
+async fn repeated_codes_are_rate_limited_with_retry_after() {
+    let server = started().await;
+    for i in 0..aws_mock_metadata::session::MAX_ATTEMPTS {
+        server.sts.push(StsReply::wrong_code());
+        assert_eq!(
+            server
+                .post_code(&format!("{:06}", 300_000 + i))
+                .await
+                .status(),
+            401
+        );
+    }
+    let limited = server.post_code("399999").await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        limited.json::<Value>().await.unwrap()["error"],
+        "rate_limited"
+    );
+    assert_eq!(
+        server.sts.calls().len(),
+        aws_mock_metadata::session::MAX_ATTEMPTS
+    );
+}
+
+#[tokio::test]
+async fn foreign_host_headers_are_rejected_before_the_session() {
+    let server = started().await;
+    let mut events = server.cache.subscribe();
+    let token = server.token().await;
+    for host in [
+        "attacker.example",
+        format!("attacker.example:{}", server.addr.port()).as_str(),
+        "127.0.0.1:1",
+    ] {
+        let request = format!(
+            "GET {CREDENTIALS_PATH} HTTP/1.1\r\nHost: {host}\r\nX-aws-ec2-metadata-token: {token}\r\nConnection: close\r\n\r\n"
+        );
+        let response = raw_request(&server, request.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 403"), "{host}: {response}");
+    }
+    let post = raw_request(
+        &server,
+        b"POST /manage/session HTTP/1.1\r\nHost: attacker.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 12\r\nConnection: close\r\n\r\ntoken=123456",
+    )
+    .await;
+    assert!(post.starts_with("HTTP/1.1 403"), "{post}");
+    assert!(
+        events.try_recv().is_err(),
+        "rejected requests never reach the session"
+    );
+    assert!(server.sts.calls().is_empty());
+}
+
+#[tokio::test]
+async fn browser_requests_are_rejected_on_every_endpoint() {
+    let server = started().await;
+    assert_eq!(server.post_code("123456").await.status(), 200);
+    let token = server.token().await;
+    for (name, value) in [
+        ("origin", "https://attacker.example"),
+        ("sec-fetch-mode", "no-cors"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        for (method, path) in [
+            (reqwest::Method::GET, CREDENTIALS_PATH),
+            (reqwest::Method::PUT, "/latest/api/token"),
+            (reqwest::Method::GET, "/manage/session"),
+            (reqwest::Method::DELETE, "/manage/session"),
+        ] {
+            let response = server
+                .http
+                .request(method.clone(), server.url(path))
+                .header("x-aws-ec2-metadata-token", &token)
+                .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+                .header(name, value)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 403, "{method} {path} with {name}");
+            let body = response.text().await.unwrap();
+            assert!(
+                !body.contains("AccessKeyId") && !body.contains("secretKey"),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(
+        server
+            .http
+            .get(server.url("/manage/session"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "session kept"
+    );
+}
+
+#[tokio::test]
+async fn slow_request_headers_are_cut_off() {
+    let server = started().await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    // The server closes the connection once its header time-out passes.
+    let read = tokio::time::timeout(
+        aws_mock_metadata::server::READ_TIMEOUT + Duration::from_secs(5),
+        stream.read_to_end(&mut response),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "connection still open after the header time-out"
     );
 }

@@ -125,6 +125,14 @@ fn submit_error_response(err: &SubmitError) -> HttpResponse {
             error(StatusCode::UNAUTHORIZED, "wrong_code", message)
         }
         SubmitError::CodeReused => error(StatusCode::UNAUTHORIZED, "code_reused", message),
+        SubmitError::RateLimited { retry_after } => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+            let seconds = retry_after.as_secs().max(1);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+            response
+        }
         SubmitError::Keys(_) | SubmitError::KeychainTimeout => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_long_term_keys",

@@ -1,25 +1,31 @@
 //! The HTTP server: IMDS paths and the management API on every listen
 //! address, with graceful shutdown.
 
+pub mod guard;
 pub mod imds;
 pub mod manage;
 pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use warp::Filter;
 use warp::http::{HeaderMap, Method, Response, StatusCode, header};
 
 use crate::clock::Clock;
 use crate::session::SessionCache;
+use guard::Guard;
 use token::TokenSigner;
 
 pub type HttpResponse = Response<String>;
@@ -27,6 +33,12 @@ pub type HttpResponse = Response<String>;
 /// Largest request body read; the only body this server uses is a short
 /// MFA code.
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
+
+/// Time a client has to send its request headers, and then its body.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once; further connections are closed at once.
+pub const MAX_CONNECTIONS: usize = 512;
 
 /// Everything request handlers share.
 pub struct AppState {
@@ -38,6 +50,7 @@ pub struct AppState {
     pub allow_imdsv1: bool,
     pub clock: Arc<dyn Clock>,
     pub started_at: SystemTime,
+    pub guard: Guard,
 }
 
 pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
@@ -75,10 +88,25 @@ pub enum BoundedBody {
     Complete(Bytes),
     TooLarge,
     Failed,
+    TimedOut,
 }
 
-/// Routes one request. Used by the HTTP filter and directly by tests.
+/// Checks and routes one request. Used directly by tests; the HTTP filter
+/// runs the same two steps but checks before reading the body.
 pub async fn handle(
+    state: &AppState,
+    method: &Method,
+    raw_path: &str,
+    headers: &HeaderMap,
+    body: BoundedBody,
+) -> HttpResponse {
+    match state.guard.check(headers) {
+        Some(rejection) => rejection,
+        None => route(state, method, raw_path, headers, body).await,
+    }
+}
+
+async fn route(
     state: &AppState,
     method: &Method,
     raw_path: &str,
@@ -100,6 +128,16 @@ pub async fn handle(
                 StatusCode::BAD_REQUEST,
                 "bad_body",
                 "request body could not be read",
+            );
+        }
+        BoundedBody::TimedOut => {
+            return manage::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "request body did not arrive within {} s",
+                    READ_TIMEOUT.as_secs()
+                ),
             );
         }
     };
@@ -150,14 +188,20 @@ pub fn routes(
     warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
-        .and(warp::body::stream().then(read_bounded))
+        .and(warp::body::stream())
         .then(
-            move |method: Method,
-                  path: warp::path::FullPath,
-                  headers: HeaderMap,
-                  body: BoundedBody| {
+            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
                 let state = Arc::clone(&state);
-                async move { handle(&state, &method, path.as_str(), &headers, body).await }
+                async move {
+                    if let Some(rejection) = state.guard.check(&headers) {
+                        return rejection;
+                    }
+                    let body = match tokio::time::timeout(READ_TIMEOUT, read_bounded(body)).await {
+                        Ok(body) => body,
+                        Err(_) => BoundedBody::TimedOut,
+                    };
+                    route(&state, &method, path.as_str(), &headers, body).await
+                }
             },
         )
         .with(log)
@@ -203,21 +247,59 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, BindError> {
 
 /// Serves on `listeners` until `shutdown` fires, then lets requests in
 /// flight finish.
+///
+/// The accept loop is written here rather than taken from `warp::serve`,
+/// because it also rejects peers the guard does not allow, bounds the time
+/// to send request headers, and caps the number of open connections.
 pub async fn serve(listeners: Vec<TcpListener>, state: Arc<AppState>, shutdown: CancellationToken) {
-    let filter = routes(state);
-    let servers = listeners.into_iter().map(|listener| {
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        info!(address = %addr, "listening on http://{addr}/");
-        let shutdown = shutdown.clone();
-        warp::serve(filter.clone())
-            .incoming(listener)
-            .graceful(async move { shutdown.cancelled().await })
-            .run()
-    });
-    futures_util::future::join_all(servers).await;
+    for listener in &listeners {
+        if let Ok(addr) = listener.local_addr() {
+            info!(address = %addr, "listening on http://{addr}/");
+        }
+    }
+    let service = warp::service(routes(Arc::clone(&state)));
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepts = listeners.iter().map(|listener| Box::pin(listener.accept()));
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            (result, _, _) = futures_util::future::select_all(accepts) => result,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Usually out of file descriptors; pausing lets connections close.
+                warn!("cannot accept a connection: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if !state.guard.allows_peer(peer.ip()) {
+            debug!(peer = %peer, "connection from a non-local address closed");
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            warn!(peer = %peer, "connection limit of {MAX_CONNECTIONS} reached; connection closed");
+            continue;
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(READ_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service.clone()),
+            );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                debug!(peer = %peer, "connection ended with an error: {err}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listeners);
+    graceful.shutdown().await;
     info!("server stopped");
 }
 

@@ -51,8 +51,13 @@ impl Gui {
     /// thread. Returns an error instead of panicking when the display
     /// cannot be opened.
     pub fn new() -> Result<Self, String> {
+        // tao panics when GTK cannot open the display. The panic is caught,
+        // so the default hook's message and backtrace would only mislead.
+        let previous_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
         let built =
             std::panic::catch_unwind(|| EventLoopBuilder::<UserEvent>::with_user_event().build());
+        std::panic::set_hook(previous_hook);
         #[allow(unused_mut)]
         let mut event_loop = built.map_err(|_| "cannot open the display".to_owned())?;
         #[cfg(target_os = "macos")]

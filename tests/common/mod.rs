@@ -12,7 +12,7 @@ use aws_mock_metadata::clock::{Clock, SystemClock};
 use aws_mock_metadata::config::ProfileConfig;
 use aws_mock_metadata::keychain::MemoryKeyStore;
 use aws_mock_metadata::secret::{AccessKeyId, LongTermKeys, Secret};
-use aws_mock_metadata::server::{self, AppState, token::TokenSigner};
+use aws_mock_metadata::server::{self, AppState, guard::Guard, token::TokenSigner};
 use aws_mock_metadata::session::SessionCache;
 use aws_mock_metadata::sts::StsClient;
 use tokio_util::sync::CancellationToken;
@@ -225,6 +225,12 @@ impl TestServer {
             Arc::new(client),
             keys.clone(),
         ));
+        let listeners = server::bind(&["127.0.0.1:0".parse().unwrap()])
+            .await
+            .unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        let mut guard = Guard::new(&[addr], &[]);
+        guard.allow_ports([addr.port()]);
         let state = Arc::new(AppState {
             cache: Arc::clone(&cache),
             tokens: options.tokens.unwrap_or_else(TokenSigner::ephemeral),
@@ -232,11 +238,8 @@ impl TestServer {
             allow_imdsv1: options.allow_imdsv1,
             clock: options.clock,
             started_at: SystemTime::now(),
+            guard,
         });
-        let listeners = server::bind(&["127.0.0.1:0".parse().unwrap()])
-            .await
-            .unwrap();
-        let addr = listeners[0].local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server::serve(listeners, state, shutdown.clone()));
         Self {
