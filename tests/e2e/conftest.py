@@ -37,6 +37,7 @@ MFA_SERIAL = "arn:aws:iam::123456789012:mfa/dev"
 REGION = "us-east-1"
 ROLE_NAME = "local-credentials"
 MFA_NEEDED_MESSAGE = "MFA code needed"
+LONG_TERM_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYLONGTERMKEY"
 
 # A loopback port where nothing listens, for processes that must not reach any metadata service.
 UNUSED_LOOPBACK_METADATA_ENDPOINT = "http://127.0.0.1:9/"
@@ -108,6 +109,8 @@ class MetadataServer:
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.http = http_session()
+        # Every secret the server has handled; none may appear in its log.
+        self.secrets: set[str] = set()
 
     def start(self) -> None:
         command = [
@@ -187,6 +190,11 @@ class MetadataServer:
         lines = self.log_text().splitlines()[-line_count:]
         return f"last {len(lines)} lines of {self.log_path}:\n" + "\n".join(lines)
 
+    def leaked_secrets(self) -> list[str]:
+        """Return the handled secrets that appear in the log, shortened for the message."""
+        log = self.log_text()
+        return [f"{secret[:4]}…" for secret in sorted(self.secrets) if secret and secret in log]
+
     def count_log_lines(self, text: str) -> int:
         return sum(text in line for line in self.log_text().splitlines())
 
@@ -195,11 +203,14 @@ class MetadataServer:
     def get_session(self) -> requests.Response:
         return self.http.get(f"{self.url}/manage/session", timeout=5)
 
-    def create_session(self, mfa_code: str = "123456") -> dict:
+    def create_session(self, mfa_code: str = "271828") -> dict:
         """POST an MFA code as JSON and return the "session" object of the 200 response."""
+        self.secrets.add(mfa_code)
         response = self.http.post(f"{self.url}/manage/session", json={"token": mfa_code}, timeout=30)
         assert response.status_code == 200, f"POST /manage/session: {response.status_code} {response.text}"
-        return response.json()["session"]
+        session = response.json()["session"]
+        self.secrets.update((session["secretKey"], session["sessionToken"]))
+        return session
 
     def delete_session(self) -> requests.Response:
         return self.http.delete(f"{self.url}/manage/session", timeout=5)
@@ -211,6 +222,7 @@ class MetadataServer:
     def fetch_token(self, ttl_seconds: str = "21600") -> str:
         response = self.put_token(ttl_seconds)
         assert response.status_code == 200, f"PUT /latest/api/token: {response.status_code} {response.text}"
+        self.secrets.add(response.text)
         return response.text
 
     def get_metadata(self, path: str, token: str | None) -> requests.Response:
@@ -271,7 +283,7 @@ def profile_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     credentials.write_text(
         f"[{PROFILE}]\n"
         "aws_access_key_id = AKIAIOSFODNN7LONGTERM\n"
-        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYLONGTERMKEY\n"
+        f"aws_secret_access_key = {LONG_TERM_SECRET_KEY}\n"
     )
     credentials.chmod(0o600)
     return {"config": config, "credentials": credentials}
@@ -299,18 +311,23 @@ def server(tmp_path: Path, moto_url: str, profile_files: dict[str, Path]) -> Ite
             # The server must never fetch its own credentials from a metadata service.
             "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{port}/",
             "AWS_EC2_METADATA_DISABLED": "true",
-            "RUST_LOG": "aws_mock_metadata=debug",
+            # Trace level for every crate, so that the check for leaked
+            # secrets after each test covers the SDK's and hyper's logs too.
+            "RUST_LOG": "trace",
             "RUST_BACKTRACE": "1",
         }
     )
 
     metadata_server = MetadataServer(port, state_dir, tmp_path / "server.log", environment)
+    metadata_server.secrets.add(LONG_TERM_SECRET_KEY)
     metadata_server.start()
     try:
         yield metadata_server
     finally:
         if metadata_server.process is not None:
             metadata_server.stop_and_check()
+    leaked = metadata_server.leaked_secrets()
+    assert not leaked, f"secrets found in the trace-level server log {metadata_server.log_path}: {leaked}"
 
 
 @pytest.fixture
