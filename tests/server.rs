@@ -829,3 +829,88 @@ async fn slow_request_headers_are_cut_off() {
         "connection still open after the header time-out"
     );
 }
+
+#[tokio::test]
+async fn absent_keychain_without_file_keys_says_how_to_add_keys() {
+    let server = TestServer::start(Options {
+        file_keys: false,
+        ..Options::default()
+    })
+    .await;
+    server.keys.set_failure(Some(KeychainError::Unavailable(
+        "no keychain service is reachable".into(),
+    )));
+    let response = server.post_code("123456").await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "no_long_term_keys");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("keys store --profile dev"), "{message}");
+    assert!(
+        message.contains("no keychain service is reachable"),
+        "{message}"
+    );
+    assert!(server.sts.calls().is_empty());
+
+    // Storing keys while the server runs is enough; no restart is needed.
+    server.keys.set_failure(None);
+    let keys = LongTermKeys {
+        access_key_id: AccessKeyId::new("AKIASTOREDLATER00001"),
+        secret_access_key: Secret::new("s"),
+    };
+    server.keys.store("dev", &keys).unwrap();
+    assert_eq!(server.post_code("234567").await.status(), 200);
+}
+
+#[tokio::test]
+async fn locked_keychain_without_file_keys_is_reported() {
+    let server = TestServer::start(Options {
+        file_keys: false,
+        ..Options::default()
+    })
+    .await;
+    server.keys.set_failure(Some(KeychainError::Unavailable(
+        "locked or access denied: collection is locked".into(),
+    )));
+    let response = server.post_code("123456").await;
+    assert_eq!(response.status(), 503);
+    let message = response.json::<Value>().await.unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("locked"), "{message}");
+}
+
+#[tokio::test]
+async fn wall_clock_jump_past_expiry_stops_serving_the_session() {
+    let clock = Arc::new(aws_mock_metadata::clock::ManualClock::new(
+        std::time::SystemTime::now(),
+    ));
+    let server = TestServer::start(Options {
+        clock: clock.clone(),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(server.post_code("123456").await.status(), 200);
+    assert_eq!(server.get_with_token(CREDENTIALS_PATH).await.status(), 200);
+
+    // A laptop that sleeps through the night wakes past the 12-hour expiry.
+    clock.advance(Duration::from_secs(13 * 3600));
+    let response = server.get_with_token(CREDENTIALS_PATH).await;
+    assert_eq!(response.status(), 404);
+    assert!(!response.text().await.unwrap().contains("AccessKeyId"));
+    assert_eq!(
+        server
+            .http
+            .get(server.url("/manage/session"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert!(
+        server.cache.status().pending.is_some(),
+        "the stale session raised a new MFA request"
+    );
+}

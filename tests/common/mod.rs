@@ -187,6 +187,8 @@ pub struct Options {
     pub sts_timeout: Duration,
     pub clock: Arc<dyn Clock>,
     pub tokens: Option<TokenSigner>,
+    /// Whether the profile has keys in the credentials file.
+    pub file_keys: bool,
 }
 
 impl Default for Options {
@@ -196,6 +198,7 @@ impl Default for Options {
             sts_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
             tokens: None,
+            file_keys: true,
         }
     }
 }
@@ -216,7 +219,10 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(options: Options) -> Self {
         let sts = FakeSts::start().await;
-        let profile = profile(Duration::from_secs(43_200));
+        let mut profile = profile(Duration::from_secs(43_200));
+        if !options.file_keys {
+            profile.file_keys = None;
+        }
         let client = StsClient::with_endpoint(&profile, &sts.url, options.sts_timeout).await;
         let keys = Arc::new(MemoryKeyStore::default());
         let cache = Arc::new(SessionCache::new(

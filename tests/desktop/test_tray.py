@@ -9,6 +9,7 @@ does. The dialog is zenity, typed into with xdotool.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -318,3 +319,28 @@ def test_keys_from_secret_service(
             capture_output=True,
             timeout=30,
         )
+
+
+def test_hung_notification_server_does_not_hang_the_app(
+    desktop: Desktop, tray_app: TrayApp, client_environment: dict[str, str]
+) -> None:
+    # A stopped dunst still owns its bus name, so Notify calls wait forever,
+    # as they would on a hung notification server.
+    dunst = next(started.process for started in desktop.processes if started.name == "dunst")
+    dunst.send_signal(signal.SIGSTOP)
+    try:
+        first = boto3_caller_identity(client_environment)
+        assert first.returncode != 0, f"boto3 got credentials before any MFA code: {first.stdout}"
+
+        # The dialog still opens, and the server still answers within the
+        # client's 5 s time-out while a notification is stuck.
+        window = find_dialog(desktop)
+        assert tray_app.get_session().status_code == 404
+
+        tray_app.wait_for_log("the notification server did not answer within", timeout=20)
+        type_into_dialog(desktop, window, "161803")
+        tray_app.secrets.add("161803")
+        session = wait_for_session(tray_app)
+        assert session["accessKey"]
+    finally:
+        dunst.send_signal(signal.SIGCONT)
