@@ -186,8 +186,8 @@ struct Desktop {
     commands: mpsc::UnboundedReceiver<GuiCommand>,
 }
 
-/// Whether a GUI can be shown. macOS always has one; elsewhere an X11 or
-/// Wayland display must be named.
+/// Returns whether a GUI can be shown. macOS always has one; elsewhere an
+/// X11 or Wayland display must be named.
 pub fn display_available() -> bool {
     if cfg!(target_os = "macos") {
         return true;
@@ -434,7 +434,7 @@ async fn handle_gui_commands(
     }
 }
 
-/// The address a local client uses to reach `addr`: an unspecified
+/// Returns the address a local client uses to reach `addr`: an unspecified
 /// address becomes loopback.
 fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr {

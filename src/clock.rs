@@ -21,7 +21,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until a test moves it.
+/// A clock that changes only when a test sets or advances it.
 #[derive(Debug)]
 pub struct ManualClock(Mutex<SystemTime>);
 

@@ -110,7 +110,7 @@ impl KeyStore for OsKeychain {
     }
 }
 
-/// An in-memory store for tests, which can be told to fail like a locked
+/// An in-memory store for tests, which can be set to fail like a locked
 /// or absent keychain.
 #[derive(Default)]
 pub struct MemoryKeyStore {
@@ -168,7 +168,7 @@ impl KeyStore for MemoryKeyStore {
     }
 }
 
-/// Where a profile's long-term keys came from.
+/// The origin of a profile's long-term keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
     Keychain,

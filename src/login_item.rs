@@ -17,7 +17,7 @@ use crate::notify::BUNDLE_ID;
 /// launchd label of the agent.
 pub const LAUNCHD_LABEL: &str = BUNDLE_ID;
 
-/// Where the login item of this platform lives.
+/// Returns the path of this platform's login item.
 pub fn item_path() -> anyhow::Result<PathBuf> {
     if cfg!(target_os = "macos") {
         let home = dirs::home_dir().context("cannot find the home directory; is HOME set?")?;

@@ -25,8 +25,8 @@ pub const REQUEST_REPEAT_AFTER: Duration = Duration::from_secs(300);
 /// How long a cancelled prompt keeps new requests quiet.
 pub const QUIET_AFTER_CANCEL: Duration = Duration::from_secs(60);
 
-/// STS rejects a code that it accepted within the last 30 s window; this
-/// app refuses to send such a code again for a little longer.
+/// STS rejects a code that it accepted within the last 30 s window. This
+/// app does not send such a code again for a little longer.
 pub const CODE_REUSE_WINDOW: Duration = Duration::from_secs(90);
 
 /// At most this many codes go to STS within [`ATTEMPT_WINDOW`], so a local
@@ -95,7 +95,7 @@ pub struct MfaRequest {
     pub reason: MfaReason,
 }
 
-/// What the cache tells prompts, notifications and the tray.
+/// An event the cache sends to prompts, notifications and the tray.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
     MfaNeeded(MfaRequest),
@@ -114,7 +114,7 @@ pub enum SessionEvent {
     },
 }
 
-/// Where the session stands, for the tray icon and menu.
+/// The state of the session, for the tray icon and menu.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     NoSession,

@@ -193,8 +193,8 @@ impl StsClient {
             )
     }
 
-    /// The endpoint override set in the environment or by the caller, if
-    /// any, for log messages.
+    /// Returns the endpoint override set in the environment or by the
+    /// caller, if any, for log messages.
     pub fn endpoint_url(&self) -> Option<&str> {
         self.endpoint.as_deref()
     }

@@ -23,7 +23,7 @@ pub enum DialogOutcome {
     Entered(Secret),
     Cancelled,
     TimedOut,
-    /// No dialog program could be run; the message says why.
+    /// No dialog program could be run; the message explains why.
     Unavailable(String),
 }
 

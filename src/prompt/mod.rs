@@ -15,7 +15,7 @@ use crate::secret::MfaCode;
 use crate::session::{MfaRequest, SessionCache, SessionEvent};
 use dialog::DialogOutcome;
 
-/// How MFA codes are requested, from `--prompt`.
+/// The way MFA codes are requested, set by `--prompt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PromptMode {
     /// The native dialog with the menu-bar icon, the terminal when headless.

@@ -1,4 +1,4 @@
-//! Who may talk to the server.
+//! Request checks: which peers, hosts and browsers may reach the server.
 //!
 //! A local credential server is reachable by anything that can open a
 //! socket to it, including a web page through DNS rebinding or a form post.
@@ -31,7 +31,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// A guard for a server listening on `listen`, allowing `extra_hosts`
+    /// Builds the guard for a server listening on `listen`, allowing `extra_hosts`
     /// (from `--allow-host`) as well.
     pub fn new(listen: &[SocketAddr], extra_hosts: &[String]) -> Self {
         let mut hosts: Vec<String> = [METADATA_HOST, "localhost", "127.0.0.1", "[::1]"]
@@ -63,7 +63,7 @@ impl Guard {
         self.ports.dedup();
     }
 
-    /// Whether a connection from `peer` is accepted at all.
+    /// Returns whether a connection from `peer` is accepted at all.
     pub fn allows_peer(&self, peer: IpAddr) -> bool {
         self.allow_remote_peers || is_local(peer)
     }

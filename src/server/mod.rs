@@ -172,7 +172,7 @@ where
     BoundedBody::Complete(Bytes::from(collected))
 }
 
-/// The warp filter for all routes, with a debug log line per request.
+/// Builds the warp filter for all routes, with a debug log line per request.
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {

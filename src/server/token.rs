@@ -27,7 +27,7 @@ const TOKEN_LEN: usize = 1 + 8 + 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Why a TTL header was rejected; the message goes back to the caller.
+/// The reason a TTL header was rejected, sent back to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TtlError {
     #[error("missing X-aws-ec2-metadata-token-ttl-seconds header")]
@@ -71,7 +71,7 @@ impl TokenSigner {
         Self { key }
     }
 
-    /// A signer with a fresh random key that is never written to disk.
+    /// Creates a signer with a fresh random key that is never written to disk.
     pub fn ephemeral() -> Self {
         let mut key = [0u8; KEY_LEN];
         getrandom::fill(&mut key).expect("the OS random source is available");

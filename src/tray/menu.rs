@@ -59,7 +59,7 @@ impl TrayMenu {
     }
 }
 
-/// The status line, such as "Session expires in 3 h 12 min".
+/// Formats the status line, such as "Session expires in 3 h 12 min".
 pub fn status_line(status: &Status, now: SystemTime) -> String {
     let remaining = status.expiration.and_then(|e| e.duration_since(now).ok());
     match (status.phase, remaining) {
@@ -73,7 +73,7 @@ pub fn status_line(status: &Status, now: SystemTime) -> String {
     }
 }
 
-/// The short countdown shown next to the macOS menu-bar icon, such as
+/// Formats the short countdown shown next to the macOS menu-bar icon, such as
 /// "3h 12m"; empty without a session.
 pub fn short_countdown(status: &Status, now: SystemTime) -> String {
     match status.expiration.and_then(|e| e.duration_since(now).ok()) {

@@ -32,7 +32,7 @@ pub enum UserEvent {
     RuntimeStopped,
 }
 
-/// What the GUI asks the runtime to do.
+/// A request from the GUI to the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuiCommand {
     EnterCode,
