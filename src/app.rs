@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use aws_types::os_shim_internal::{Env, Fs};
-use tao::event_loop::EventLoopProxy;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -18,6 +17,7 @@ use tracing::{info, warn};
 use crate::cli::{KeysCommand, LoginItemCommand, RunArgs};
 use crate::clock::SystemClock;
 use crate::config::{self, ProfileConfig};
+use crate::gui::{GuiCommand, GuiEvents};
 use crate::keychain::{KEYCHAIN_SERVICE, KeyStore, OsKeychain, resolve_keys};
 use crate::login_item;
 use crate::notify;
@@ -27,7 +27,8 @@ use crate::server::guard::{Guard, is_local};
 use crate::server::{self, AppState, token::TokenSigner};
 use crate::session::{SessionCache, SessionEvent};
 use crate::sts::StsClient;
-use crate::tray::{Gui, GuiCommand, UserEvent};
+#[cfg(feature = "tray")]
+use crate::tray::Gui;
 
 /// File name of the IMDSv2 token signing key inside the state directory.
 pub const TOKEN_KEY_FILE: &str = "imds-token-key";
@@ -85,8 +86,9 @@ fn default_state_dir() -> Option<PathBuf> {
 
 /// Runs the app until SIGINT, SIGTERM or Quit in the tray menu.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let gui = open_gui(&settings);
-    let proxy = gui.as_ref().map(Gui::proxy);
+    let events: Option<Arc<dyn GuiEvents>> = gui.as_ref().map(|gui| Arc::from(gui.events()));
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Arc<SessionCache>>>();
@@ -96,7 +98,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         .name("runtime".into())
         .spawn(move || -> anyhow::Result<()> {
             // Tells the GUI that the runtime is gone, even after a panic.
-            let _stopped = RuntimeStoppedGuard(proxy.clone());
+            let _stopped = RuntimeStoppedGuard(events.clone());
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("runtime-worker")
@@ -107,8 +109,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 match start(&runtime_settings).await {
                     Ok((listeners, state)) => {
                         let _ = ready_tx.send(Ok(Arc::clone(&state.cache)));
-                        let desktop = proxy.map(|proxy| Desktop {
-                            proxy,
+                        let desktop = events.map(|events| Desktop {
+                            events,
                             commands: command_rx,
                         });
                         run_services(listeners, state, &runtime_settings, desktop, shutdown).await;
@@ -144,6 +146,42 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, because every
+/// waiting SDK connection takes a descriptor and the usual soft limits
+/// (1024 on Linux, 256 on macOS) are lower than the connection limit plus
+/// the app's own files.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        // macOS rejects soft limits above OPEN_MAX (10240) even when the
+        // hard limit is unlimited.
+        let ceiling: libc::rlim_t = if cfg!(target_os = "macos") {
+            10_240
+        } else {
+            1 << 20
+        };
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is a valid, writable rlimit for getrlimit to fill.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return;
+        }
+        let wanted = limit.rlim_max.min(ceiling);
+        if limit.rlim_cur < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: `raised` is a valid rlimit that outlives the call.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+                warn!("cannot raise the open-file limit from {}", limit.rlim_cur);
+            }
+        }
+    }
+}
+
 fn join_runtime(thread: std::thread::JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {
     match thread.join() {
         Ok(result) => result,
@@ -151,7 +189,36 @@ fn join_runtime(thread: std::thread::JoinHandle<anyhow::Result<()>>) -> anyhow::
     }
 }
 
+/// The GUI of a build without the tray feature: it never exists.
+#[cfg(not(feature = "tray"))]
+enum Gui {}
+
+#[cfg(not(feature = "tray"))]
+impl Gui {
+    fn events(&self) -> Box<dyn GuiEvents> {
+        match *self {}
+    }
+
+    fn run(
+        self,
+        _profile: String,
+        _initial: crate::session::Status,
+        _commands: mpsc::UnboundedSender<GuiCommand>,
+    ) -> ! {
+        match self {}
+    }
+}
+
+#[cfg(not(feature = "tray"))]
+fn open_gui(settings: &Settings) -> Option<Gui> {
+    if !settings.headless {
+        info!("built without the tray feature; running headless");
+    }
+    None
+}
+
 /// Opens the GUI event loop unless the app is to run headless.
+#[cfg(feature = "tray")]
 fn open_gui(settings: &Settings) -> Option<Gui> {
     if settings.headless {
         return None;
@@ -169,20 +236,20 @@ fn open_gui(settings: &Settings) -> Option<Gui> {
     }
 }
 
-/// Sends [`UserEvent::RuntimeStopped`] when dropped.
-struct RuntimeStoppedGuard(Option<EventLoopProxy<UserEvent>>);
+/// Tells the GUI that the runtime has stopped, when dropped.
+struct RuntimeStoppedGuard(Option<Arc<dyn GuiEvents>>);
 
 impl Drop for RuntimeStoppedGuard {
     fn drop(&mut self) {
-        if let Some(proxy) = &self.0 {
-            let _ = proxy.send_event(UserEvent::RuntimeStopped);
+        if let Some(events) = &self.0 {
+            events.runtime_stopped();
         }
     }
 }
 
 /// The runtime's side of the GUI.
 struct Desktop {
-    proxy: EventLoopProxy<UserEvent>,
+    events: Arc<dyn GuiEvents>,
     commands: mpsc::UnboundedReceiver<GuiCommand>,
 }
 
@@ -252,6 +319,7 @@ async fn start(
         clock,
         started_at: SystemTime::now(),
         guard,
+        credentials_document: Default::default(),
     });
     Ok((listeners, state))
 }
@@ -340,7 +408,7 @@ async fn run_services(
         tokio::spawn(notify::run(cache.subscribe(), shutdown.clone()));
         tokio::spawn(publish_status(
             Arc::clone(&cache),
-            desktop.proxy,
+            desktop.events,
             shutdown.clone(),
         ));
         tokio::spawn(handle_gui_commands(
@@ -390,7 +458,7 @@ async fn log_manage_hint(
 /// minute, for the countdown.
 async fn publish_status(
     cache: Arc<SessionCache>,
-    proxy: EventLoopProxy<UserEvent>,
+    gui: Arc<dyn GuiEvents>,
     shutdown: CancellationToken,
 ) {
     let mut events = cache.subscribe();
@@ -405,7 +473,7 @@ async fn publish_status(
                 }
             }
         }
-        if proxy.send_event(UserEvent::Status(cache.status())).is_err() {
+        if !gui.status(cache.status()) {
             return;
         }
     }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod gui;
 pub mod keychain;
 pub mod login_item;
 pub mod notify;
@@ -14,4 +15,5 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod sts;
+#[cfg(feature = "tray")]
 pub mod tray;

@@ -7,6 +7,9 @@
 //! background. SDKs give IMDS about a second, so they could never wait for
 //! a person to type a code.
 
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 use serde::Serialize;
 use warp::http::{HeaderMap, Method, StatusCode, header};
 
@@ -151,10 +154,39 @@ fn credentials(state: &AppState, role: &str) -> HttpResponse {
     };
     // Both the legacy and the extended document carry AccountId when it is
     // known: botocore and the Rust SDK read it from either.
-    credentials_response(&session, state.cache.profile().account_id.as_deref())
+    let account_id = state.cache.profile().account_id.as_deref();
+    text(
+        StatusCode::OK,
+        state
+            .credentials_document
+            .get_or_render(&session, account_id),
+    )
 }
 
-fn credentials_response(session: &Session, account_id: Option<&str>) -> HttpResponse {
+/// The rendered credentials document of one session. Rendering (two
+/// timestamps and JSON) costs more than the rest of a request, and the
+/// document only changes with the session.
+#[derive(Default)]
+pub struct DocumentCache(Mutex<Option<(Arc<Session>, Bytes)>>);
+
+impl DocumentCache {
+    fn get_or_render(&self, session: &Arc<Session>, account_id: Option<&str>) -> Bytes {
+        let mut cached = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((for_session, body)) = cached.as_ref()
+            && Arc::ptr_eq(for_session, session)
+        {
+            return body.clone();
+        }
+        let body = render_credentials(session, account_id);
+        *cached = Some((Arc::clone(session), body.clone()));
+        body
+    }
+}
+
+fn render_credentials(session: &Session, account_id: Option<&str>) -> Bytes {
     let creds = &session.credentials;
     let document = CredentialsDocument {
         code: "Success",
@@ -166,8 +198,7 @@ fn credentials_response(session: &Session, account_id: Option<&str>) -> HttpResp
         expiration: format_utc_seconds(creds.expiration),
         account_id,
     };
-    let body = serde_json::to_string_pretty(&document).expect("strings always serialize");
-    text(StatusCode::OK, body)
+    Bytes::from(serde_json::to_string_pretty(&document).expect("strings always serialize"))
 }
 
 fn iam_info(state: &AppState) -> HttpResponse {

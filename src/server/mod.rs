@@ -28,7 +28,7 @@ use crate::session::SessionCache;
 use guard::Guard;
 use token::TokenSigner;
 
-pub type HttpResponse = Response<String>;
+pub type HttpResponse = Response<Bytes>;
 
 /// Largest request body read; the only body this server uses is a short
 /// MFA code.
@@ -37,7 +37,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024;
 /// Time a client has to send its request headers, and then its body.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections served at once; further connections are closed at once.
+/// Connections served at once; further connections wait until one closes.
 pub const MAX_CONNECTIONS: usize = 512;
 
 /// Everything request handlers share.
@@ -51,9 +51,11 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub started_at: SystemTime,
     pub guard: Guard,
+    /// The credentials document of the current session, rendered once.
+    pub credentials_document: imds::DocumentCache,
 }
 
-pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain")
@@ -65,7 +67,9 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> HttpResponse {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_string(body).expect("response types always serialize"))
+        .body(Bytes::from(
+            serde_json::to_string(body).expect("response types always serialize"),
+        ))
         .expect("static status and header values are valid")
 }
 
@@ -196,9 +200,17 @@ pub fn routes(
                     if let Some(rejection) = state.guard.check(&headers) {
                         return rejection;
                     }
-                    let body = match tokio::time::timeout(READ_TIMEOUT, read_bounded(body)).await {
-                        Ok(body) => body,
-                        Err(_) => BoundedBody::TimedOut,
+                    // HTTP/1.1 requests without these headers have no body,
+                    // so the common GET needs no read and no timer.
+                    let has_body = headers.contains_key(header::CONTENT_LENGTH)
+                        || headers.contains_key(header::TRANSFER_ENCODING);
+                    let body = if has_body {
+                        match tokio::time::timeout(READ_TIMEOUT, read_bounded(body)).await {
+                            Ok(body) => body,
+                            Err(_) => BoundedBody::TimedOut,
+                        }
+                    } else {
+                        BoundedBody::Complete(Bytes::new())
                     };
                     route(&state, &method, path.as_str(), &headers, body).await
                 }
@@ -279,9 +291,18 @@ pub async fn serve(listeners: Vec<TcpListener>, state: Arc<AppState>, shutdown: 
             debug!(peer = %peer, "connection from a non-local address closed");
             continue;
         }
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            warn!(peer = %peer, "connection limit of {MAX_CONNECTIONS} reached; connection closed");
-            continue;
+        // At the limit, the connection waits here for a free place (and
+        // later ones wait in the kernel's accept queue) instead of being
+        // dropped: an SDK would read a dropped connection as a failure.
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                debug!(peer = %peer, "connection limit of {MAX_CONNECTIONS} reached; waiting for a free place");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    permit = Arc::clone(&permits).acquire_owned() => permit.expect("the semaphore is never closed"),
+                }
+            }
         };
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())

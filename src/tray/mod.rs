@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use tray_icon::menu::MenuEvent;
 use tray_icon::{TrayIcon, TrayIconBuilder};
 
+use crate::gui::{GuiCommand, GuiEvents};
 use crate::session::{Phase, Status};
 use menu::TrayMenu;
 
@@ -32,12 +33,16 @@ pub enum UserEvent {
     RuntimeStopped,
 }
 
-/// A request from the GUI to the runtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuiCommand {
-    EnterCode,
-    ClearSession,
-    Quit,
+impl GuiEvents for Mutex<EventLoopProxy<UserEvent>> {
+    fn status(&self, status: Status) -> bool {
+        let proxy = self.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        proxy.send_event(UserEvent::Status(status)).is_ok()
+    }
+
+    fn runtime_stopped(&self) {
+        let proxy = self.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = proxy.send_event(UserEvent::RuntimeStopped);
+    }
 }
 
 /// The event loop, created before the runtime starts so that the runtime
@@ -69,8 +74,9 @@ impl Gui {
         Ok(Self { event_loop })
     }
 
-    pub fn proxy(&self) -> EventLoopProxy<UserEvent> {
-        self.event_loop.create_proxy()
+    /// Returns the handle through which the runtime reaches this loop.
+    pub fn events(&self) -> Box<dyn GuiEvents> {
+        Box::new(Mutex::new(self.event_loop.create_proxy()))
     }
 
     /// Runs the event loop; it exits the process (status 0) once the

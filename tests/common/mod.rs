@@ -245,6 +245,7 @@ impl TestServer {
             clock: options.clock,
             started_at: SystemTime::now(),
             guard,
+            credentials_document: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server::serve(listeners, state, shutdown.clone()));
