@@ -287,17 +287,24 @@ async fn start(
         )
     })?;
 
+    for name in ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"] {
+        if let Ok(url) = std::env::var(name)
+            && !url.is_empty()
+        {
+            crate::sts::validate_endpoint(&url).map_err(|problem| {
+                anyhow::anyhow!("{name}: {problem}; give a URL such as http://127.0.0.1:5000")
+            })?;
+        }
+    }
     let sts = StsClient::from_environment(&profile, settings.sts_timeout).await;
     if let Some(endpoint) = sts.endpoint_url() {
         info!(endpoint, "STS endpoint set by the AWS endpoint settings");
     }
     let clock = Arc::new(SystemClock);
-    let cache = Arc::new(SessionCache::new(
-        profile,
-        clock.clone(),
-        Arc::new(sts),
-        Arc::new(OsKeychain),
-    ));
+    let cache = Arc::new(
+        SessionCache::new(profile, clock.clone(), Arc::new(sts), Arc::new(OsKeychain))
+            .rereading_credentials_file(),
+    );
     let listeners = server::bind(&settings.listen).await?;
     let mut guard = Guard::new(&settings.listen, &settings.allowed_hosts);
     guard.allow_ports(

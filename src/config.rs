@@ -51,7 +51,8 @@ pub enum ConfigError {
     ProfileNotFound { profile: String },
     #[error(
         "profile \"{profile}\" has no mfa_serial; add the MFA device ARN with \
-         `aws configure set mfa_serial arn:aws:iam::ACCOUNT_ID:mfa/DEVICE_NAME --profile {profile}`"
+         `aws configure set mfa_serial arn:aws:iam::ACCOUNT_ID:mfa/DEVICE_NAME --profile {profile}` \
+         (in ~/.aws/config the section is [profile {profile}], not [{profile}])"
     )]
     MissingMfaSerial { profile: String },
     #[error(

@@ -18,10 +18,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    // An empty AWS_PROFILE means "not set", as the SDKs read it.
+    let profile = if cli.profile.trim().is_empty() {
+        "default".to_owned()
+    } else {
+        cli.profile
+    };
     let result = match cli.command {
-        Some(Command::Keys { action }) => app::run_keys_command(&cli.profile, action),
-        Some(Command::LoginItem { action }) => app::run_login_item_command(&cli.profile, action),
-        None => Settings::from_args(cli.profile, cli.run).and_then(app::run),
+        Some(Command::Keys { action }) => app::run_keys_command(&profile, action),
+        Some(Command::LoginItem { action }) => app::run_login_item_command(&profile, action),
+        None => Settings::from_args(profile, cli.run).and_then(app::run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

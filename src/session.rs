@@ -9,11 +9,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use aws_types::os_shim_internal::{Env, Fs};
 use tokio::sync::broadcast;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::clock::{Clock, format_utc_seconds};
-use crate::config::ProfileConfig;
+use crate::config::{self, ProfileConfig};
 use crate::keychain::{KeyStore, KeysError, resolve_keys};
 use crate::secret::{MfaCode, SessionCredentials};
 use crate::sts::{SessionIssuer, StsError};
@@ -75,6 +76,16 @@ pub struct Session {
 impl Session {
     pub fn expiration(&self) -> SystemTime {
         self.credentials.expiration
+    }
+
+    /// Windows for the session STS actually granted, which can be shorter
+    /// than the one requested (root keys get at most an hour).
+    pub fn windows(&self) -> ExpiryWindows {
+        ExpiryWindows::for_duration(
+            self.expiration()
+                .duration_since(self.obtained_at)
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -191,6 +202,7 @@ pub struct SessionCache {
     /// Serializes STS calls, so concurrent submissions never race.
     sts_gate: tokio::sync::Mutex<()>,
     events: broadcast::Sender<SessionEvent>,
+    reread_credentials_file: bool,
 }
 
 impl SessionCache {
@@ -210,7 +222,16 @@ impl SessionCache {
             state: Mutex::new(State::default()),
             sts_gate: tokio::sync::Mutex::new(()),
             events,
+            reread_credentials_file: false,
         }
+    }
+
+    /// Makes every code submission read the profile's keys from the
+    /// credentials file again, as the app does; tests leave it off so that
+    /// no real file is read.
+    pub fn rereading_credentials_file(mut self) -> Self {
+        self.reread_credentials_file = true;
+        self
     }
 
     pub fn profile(&self) -> &ProfileConfig {
@@ -245,9 +266,9 @@ impl SessionCache {
         let now = self.clock.now();
         let mut state = self.lock();
         match state.session.clone() {
-            Some(session) if now + self.windows.serve_margin < session.expiration() => {
-                if now + self.windows.serve_margin + self.windows.renew_lead >= session.expiration()
-                {
+            Some(session) if now + session.windows().serve_margin < session.expiration() => {
+                let windows = session.windows();
+                if now + windows.serve_margin + windows.renew_lead >= session.expiration() {
                     self.raise_request(&mut state, now, MfaReason::ExpiringSoon);
                 }
                 Some(session)
@@ -269,13 +290,12 @@ impl SessionCache {
     pub fn status(&self) -> Status {
         let now = self.clock.now();
         let state = self.lock();
-        let expiration = state
-            .session
-            .as_ref()
-            .map(|s| s.expiration())
-            .filter(|e| now < *e);
+        let current = state.session.as_ref().filter(|s| now < s.expiration());
+        let expiration = current.map(|s| s.expiration());
         let pending = state.pending.as_ref().map(|(request, _)| request.clone());
-        let renewal_window = self.windows.serve_margin + self.windows.renew_lead;
+        let renewal_window = current
+            .map(|s| s.windows().serve_margin + s.windows().renew_lead)
+            .unwrap_or_default();
         let phase = match expiration {
             Some(expiration) if now + renewal_window >= expiration => Phase::ExpiringSoon,
             Some(_) => Phase::Valid,
@@ -384,16 +404,26 @@ impl SessionCache {
         {
             return Err(SubmitError::CodeReused);
         }
-        self.take_attempt(now)?;
 
         let store = Arc::clone(&self.keys);
-        let profile = self.profile.clone();
+        let mut profile = self.profile.clone();
+        if self.reread_credentials_file {
+            // Keys added to the credentials file while the app runs count,
+            // like keys stored in the keychain.
+            match config::load_profile(&profile.name, &Env::real(), &Fs::real()).await {
+                Ok(fresh) => profile.file_keys = fresh.file_keys,
+                Err(err) => debug!("keeping the credentials-file keys read at start-up: {err}"),
+            }
+        }
         let lookup = tokio::task::spawn_blocking(move || resolve_keys(store.as_ref(), &profile));
         let (keys, source) = match tokio::time::timeout(KEYCHAIN_TIMEOUT, lookup).await {
             Ok(Ok(found)) => found?,
             Ok(Err(join_error)) => std::panic::resume_unwind(join_error.into_panic()),
             Err(_) => return Err(SubmitError::KeychainTimeout),
         };
+        // Counted only now, so attempts that never reach STS do not use up
+        // the limit.
+        self.take_attempt(now)?;
         info!(
             profile = %self.profile.name,
             key_source = %source,
@@ -461,7 +491,8 @@ impl SessionCache {
             self.emit(SessionEvent::SessionExpired);
             return Duration::MAX;
         }
-        let renew_at = session.expiration() - self.windows.serve_margin - self.windows.renew_lead;
+        let windows = session.windows();
+        let renew_at = session.expiration() - windows.serve_margin - windows.renew_lead;
         if now >= renew_at {
             self.raise_request(&mut state, now, MfaReason::ExpiringSoon);
             let pending_repeat = state

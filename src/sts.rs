@@ -76,9 +76,39 @@ pub enum StsError {
     Service { code: String, message: String },
     #[error("STS returned a response without usable credentials: {detail}")]
     InvalidResponse { detail: String },
+    #[error("cannot build the STS request: {detail}")]
+    InvalidRequest { detail: String },
 }
 
 impl StsError {
+    /// Removes `secret` from every text the error carries, because SDK
+    /// error texts can quote the request.
+    fn redact(self, secret: &str) -> Self {
+        let scrub = |text: String| text.replace(secret, "<redacted>");
+        match self {
+            StsError::ClockSkew { message } => StsError::ClockSkew {
+                message: scrub(message),
+            },
+            StsError::AccessDenied { message } => StsError::AccessDenied {
+                message: scrub(message),
+            },
+            StsError::Unreachable { detail } => StsError::Unreachable {
+                detail: scrub(detail),
+            },
+            StsError::Service { code, message } => StsError::Service {
+                code,
+                message: scrub(message),
+            },
+            StsError::InvalidResponse { detail } => StsError::InvalidResponse {
+                detail: scrub(detail),
+            },
+            StsError::InvalidRequest { detail } => StsError::InvalidRequest {
+                detail: scrub(detail),
+            },
+            other => other,
+        }
+    }
+
     /// True when a person should simply try the next code.
     pub fn is_wrong_code(&self) -> bool {
         matches!(self, StsError::WrongCode)
@@ -129,6 +159,23 @@ pub fn classify_service_error(
         | "TooManyRequestsException" => StsError::Throttled { code },
         _ => StsError::Service { code, message },
     }
+}
+
+/// Checks an STS endpoint URL from the environment: an `http` or `https`
+/// URL with a host and no white space.
+pub fn validate_endpoint(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("\"{url}\" does not start with http:// or https://"))?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("\"{url}\" contains white space"));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("\"{url}\" has no host"));
+    }
+    Ok(())
 }
 
 /// The real STS, through aws-sdk-sts.
@@ -225,7 +272,11 @@ impl StsClient {
             .await;
         let output = match result {
             Ok(output) => output,
-            Err(err) => return Err(self.map_sdk_error(err, &keys, profile)),
+            Err(err) => {
+                return Err(self
+                    .map_sdk_error(err, &keys, profile)
+                    .redact(code.expose()));
+            }
         };
         let creds = output
             .credentials()
@@ -270,6 +321,13 @@ impl StsClient {
                     error_chain(&err),
                     self.endpoint_url().unwrap_or("of the profile's region")
                 ),
+            },
+            // The SDK's text for a request it could not build includes the
+            // request itself, with the MFA code in its body, so it is not
+            // passed on.
+            SdkError::ConstructionFailure(_) => StsError::InvalidRequest {
+                detail: "check the STS endpoint setting (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL or endpoint_url)"
+                    .to_owned(),
             },
             _ => StsError::InvalidResponse {
                 detail: error_chain(&err),
@@ -321,6 +379,25 @@ mod tests {
             file_keys: None,
         };
         (keys, profile)
+    }
+
+    #[test]
+    fn endpoint_urls_are_checked() {
+        assert!(validate_endpoint("http://127.0.0.1:5000").is_ok());
+        assert!(validate_endpoint("https://sts.eu-west-1.amazonaws.com/").is_ok());
+        assert!(validate_endpoint("not a url").is_err());
+        assert!(validate_endpoint("127.0.0.1:5000").is_err());
+        assert!(validate_endpoint("http://127.0.0.1:5000/a b").is_err());
+        assert!(validate_endpoint("http:///path").is_err());
+    }
+
+    #[test]
+    fn error_texts_lose_the_code() {
+        let err = StsError::InvalidResponse {
+            detail: "Request { body: TokenCode=112233 }".into(),
+        }
+        .redact("112233");
+        assert!(!err.to_string().contains("112233"), "{err}");
     }
 
     #[test]

@@ -914,3 +914,18 @@ async fn wall_clock_jump_past_expiry_stops_serving_the_session() {
         "the stale session raised a new MFA request"
     );
 }
+
+#[tokio::test]
+async fn session_api_rejects_forwarded_requests() {
+    let server = started().await;
+    assert_eq!(server.post_code("123456").await.status(), 200);
+    let forwarded = server
+        .http
+        .get(server.url("/manage/session"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 403);
+    assert!(!forwarded.text().await.unwrap().contains("secretKey"));
+}

@@ -36,6 +36,16 @@ pub async fn ask_for_code(profile: &str, mfa_serial: &str, notice: Option<&str>)
         Some(notice) => format!("{notice}\n\n{question}"),
         None => question,
     };
+    if !cfg!(target_os = "macos")
+        && ["DISPLAY", "WAYLAND_DISPLAY"]
+            .iter()
+            .all(|var| std::env::var_os(var).is_none_or(|v| v.is_empty()))
+    {
+        return DialogOutcome::Unavailable(
+            "no display for the MFA dialog (DISPLAY and WAYLAND_DISPLAY are unset); use --prompt terminal or POST /manage/session"
+                .to_owned(),
+        );
+    }
     let Some(mut command) = dialog_command(&text) else {
         return DialogOutcome::Unavailable(
             "no dialog program found: install zenity (or kdialog), or start with --prompt terminal"

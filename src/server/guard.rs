@@ -41,7 +41,11 @@ impl Guard {
         for addr in listen {
             hosts.push(host_literal(addr.ip()));
         }
-        hosts.extend(extra_hosts.iter().map(|h| h.trim().to_ascii_lowercase()));
+        // A port given with a name is ignored: the listen ports apply.
+        hosts.extend(extra_hosts.iter().map(|h| {
+            let host = h.trim().to_ascii_lowercase();
+            split_host_port(&host).0.to_owned()
+        }));
         hosts.sort();
         hosts.dedup();
         let mut ports: Vec<u16> = listen.iter().map(SocketAddr::port).collect();

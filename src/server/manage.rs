@@ -68,6 +68,15 @@ pub async fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> HttpResponse {
+    // The session API returns secrets without an IMDSv2 token, so it is
+    // never served to a request that came through a proxy.
+    if headers.contains_key("x-forwarded-for") {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forwarded",
+            "requests forwarded by a proxy (X-Forwarded-For) are rejected",
+        );
+    }
     if path != SESSION_PATH {
         return error(
             StatusCode::NOT_FOUND,

@@ -154,7 +154,27 @@ fn unix_secs(t: SystemTime) -> u64 {
 
 /// Returns the key, `None` when the file has the wrong size.
 fn read_key(path: &Path) -> io::Result<Option<[u8; KEY_LEN]>> {
-    let mut file = fs::File::open(path)?;
+    let mut options = OpenOptions::new();
+    options.read(true);
+    // A link at the key path could point the chmod below at another file.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    let mut file = options.open(path).map_err(|err| {
+        if err.raw_os_error() == Some(libc::ELOOP) {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a symbolic link", path.display()),
+            )
+        } else {
+            err
+        }
+    })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
     restrict_permissions(&file, path)?;
     let mut bytes = Vec::new();
     Read::by_ref(&mut file)
@@ -277,6 +297,23 @@ mod tests {
                 0o700
             );
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_link_at_key_path_is_rejected() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        fs::write(&victim, "not a key").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("imds-token-key");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(TokenSigner::load_or_create(&path).is_err());
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
     }
 
     #[cfg(unix)]

@@ -1,6 +1,8 @@
 """Process lifecycle: shutdown on SIGTERM and state kept across a restart."""
 
-from conftest import MetadataServer
+import subprocess
+
+from conftest import BINARY, PROFILE, MetadataServer, environment_without_aws, find_free_port
 
 ROLE_LIST_PATH = "/latest/meta-data/iam/security-credentials/"
 
@@ -33,3 +35,27 @@ def test_state_dir_has_signing_key(server: MetadataServer) -> None:
     for path in files:
         mode = path.stat().st_mode & 0o777
         assert mode & 0o077 == 0, f"{path} is readable by others: mode {oct(mode)}"
+
+
+def test_malformed_sts_endpoint_stops_start_up(tmp_path, profile_files) -> None:
+    environment = environment_without_aws()
+    environment.update(
+        {
+            "HOME": str(tmp_path),
+            "AWS_CONFIG_FILE": str(profile_files["config"]),
+            "AWS_SHARED_CREDENTIALS_FILE": str(profile_files["credentials"]),
+            "AWS_ENDPOINT_URL_STS": "not a url",
+        }
+    )
+    result = subprocess.run(
+        [str(BINARY), "--headless", "--listen", f"127.0.0.1:{find_free_port()}", "--profile", PROFILE,
+         "--state-dir", str(tmp_path / "state")],
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "AWS_ENDPOINT_URL_STS" in result.stderr
+    assert "http://" in result.stderr
