@@ -18,7 +18,7 @@ use crate::cli::{KeysCommand, LoginItemCommand, RunArgs};
 use crate::clock::SystemClock;
 use crate::config::{self, ProfileConfig};
 use crate::gui::{GuiCommand, GuiEvents};
-use crate::keychain::{KEYCHAIN_SERVICE, KeyStore, OsKeychain, resolve_keys};
+use crate::keychain::{KEYCHAIN_SERVICE, KeyStore, KeychainError, OsKeychain, resolve_keys};
 use crate::login_item;
 use crate::notify;
 use crate::prompt::{self, PromptMode};
@@ -583,6 +583,13 @@ pub fn run_keys_command(profile: &str, command: KeysCommand) -> anyhow::Result<(
             access_key_id,
             stdin,
         } => {
+            // Found out before the secret is typed, not after.
+            if let Err(err @ KeychainError::Unavailable(_)) = store.load(profile) {
+                bail!(
+                    "{err}; put aws_access_key_id and aws_secret_access_key in the [{profile}] section of \
+                     the credentials file instead (readable only by you), or start a keychain service"
+                );
+            }
             let keys = read_keys(access_key_id, stdin)?;
             store
                 .store(profile, &keys)

@@ -84,14 +84,20 @@ impl Guard {
                 "requests from web browsers are rejected: this server hands out AWS credentials",
             ));
         }
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        match host {
-            Some(host) if self.allows_host(host) => None,
-            Some(_) => Some(text(
+        let mut hosts = headers.get_all(header::HOST).iter();
+        let (Some(host), None) = (hosts.next(), hosts.next()) else {
+            return Some(text(
+                StatusCode::BAD_REQUEST,
+                "a request needs exactly one Host header",
+            ));
+        };
+        match host.to_str() {
+            Ok(host) if self.allows_host(host) => None,
+            Ok(_) => Some(text(
                 StatusCode::FORBIDDEN,
                 "Host header names an address this server does not serve; add it with --allow-host if it is yours",
             )),
-            None => Some(text(StatusCode::BAD_REQUEST, "missing Host header")),
+            Err(_) => Some(text(StatusCode::BAD_REQUEST, "Host header is not ASCII")),
         }
     }
 
@@ -191,6 +197,12 @@ mod tests {
         }
         assert_eq!(
             guard.check(&HeaderMap::new()).unwrap().status(),
+            StatusCode::BAD_REQUEST
+        );
+        let mut twice = with_host("127.0.0.1:45000");
+        twice.append(header::HOST, "attacker.example".parse().unwrap());
+        assert_eq!(
+            guard.check(&twice).unwrap().status(),
             StatusCode::BAD_REQUEST
         );
     }
