@@ -73,6 +73,10 @@ impl Guard {
     }
 
     /// Returns the response that rejects a request, or `None` to let it in.
+    ///
+    /// NOTE: only the `Host` header is checked. An absolute-form request
+    /// line (`GET http://other.example/...`) naming another authority is
+    /// judged by its `Host` header alone.
     pub fn check(&self, headers: &HeaderMap) -> Option<HttpResponse> {
         if headers.contains_key(header::ORIGIN)
             || headers

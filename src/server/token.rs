@@ -117,6 +117,9 @@ impl TokenSigner {
 
     /// Issues a token valid from `now` for `ttl`.
     pub fn issue(&self, ttl: Duration, now: SystemTime) -> String {
+        // NOTE: the expiry counts from the start of the current second, so a
+        // token lives up to a second less than its TTL; SDKs ask for 300 s
+        // or more, where that does not matter.
         let expiry = unix_secs(now) + ttl.as_secs();
         let mut raw = Vec::with_capacity(TOKEN_LEN);
         raw.push(FORMAT_VERSION);

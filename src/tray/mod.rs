@@ -179,6 +179,8 @@ fn show_status(tray: &TrayIcon, status: &Status) {
     if let Err(err) = updated {
         warn!("cannot update the tray icon: {err}");
     }
+    // NOTE: libayatana-appindicator exports no tooltip, so on Linux the
+    // status shows in the menu only.
     let _ = tray.set_tooltip(Some(tooltip(status)));
     // Only macOS shows a title next to the icon; the countdown goes there.
     if cfg!(target_os = "macos") {
