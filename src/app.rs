@@ -146,10 +146,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     }
 }
 
-/// Raises the soft limit on open files to the hard limit, because every
-/// waiting SDK connection takes a descriptor and the usual soft limits
-/// (1024 on Linux, 256 on macOS) are lower than the connection limit plus
-/// the app's own files.
+/// Raises the soft limit on open files to the hard limit. Every waiting SDK
+/// connection takes a descriptor, and the usual soft limits (1024 on Linux,
+/// 256 on macOS) are lower than the connection limit.
 fn raise_open_file_limit() {
     #[cfg(unix)]
     {
@@ -370,8 +369,8 @@ async fn run_services(
         .map(|addr| format!("http://{}{}", reachable(addr), server::manage::SESSION_PATH))
         .unwrap_or_default();
 
-    // Kept alive for the whole run, so that the dialog task never sees its
-    // request channel close.
+    // Kept alive for the whole run, so that the dialog task's request
+    // channel never closes.
     let (open_dialog_tx, open_dialog_rx) = mpsc::unbounded_channel();
     let has_gui = desktop.is_some();
     let prompt = match settings.prompt {
@@ -388,27 +387,18 @@ async fn run_services(
                 has_gui,
                 shutdown.clone(),
             ));
-            tokio::spawn(log_manage_hint(
-                Arc::clone(&cache),
-                manage_url,
-                shutdown.clone(),
-            ));
         }
         PromptMode::Terminal => {
-            tokio::spawn(prompt::terminal::run(
-                Arc::clone(&cache),
-                manage_url,
-                shutdown.clone(),
-            ));
+            tokio::spawn(prompt::terminal::run(Arc::clone(&cache), shutdown.clone()));
         }
-        PromptMode::None | PromptMode::Auto => {
-            tokio::spawn(log_manage_hint(
-                Arc::clone(&cache),
-                manage_url,
-                shutdown.clone(),
-            ));
-        }
+        PromptMode::None | PromptMode::Auto => {}
     }
+    // Whatever the prompt, the log shows how to enter a code over HTTP.
+    tokio::spawn(log_manage_hint(
+        Arc::clone(&cache),
+        manage_url,
+        shutdown.clone(),
+    ));
 
     if let Some(desktop) = desktop {
         notify::init();
@@ -452,7 +442,7 @@ async fn log_manage_hint(
             () = shutdown.cancelled() => return,
             event = events.recv() => match event {
                 Ok(SessionEvent::MfaNeeded(_)) => {
-                    info!("to answer, run: curl -fsS -X POST --data token=CODE {manage_url}");
+                    info!("to enter the code, run: curl -fsS -X POST --data token=CODE {manage_url}");
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,

@@ -251,7 +251,11 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, ConfigError::MissingMfaSerial { .. }));
         let message = err.to_string();
-        assert!(message.contains("\"dev\"") && message.contains("aws configure set mfa_serial"));
+        assert!(message.contains("\"dev\""), "{message}");
+        assert!(
+            message.contains("aws configure set mfa_serial"),
+            "{message}"
+        );
     }
 
     #[tokio::test]

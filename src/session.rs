@@ -227,8 +227,8 @@ impl SessionCache {
     }
 
     /// Makes every code submission read the profile's keys from the
-    /// credentials file again, as the app does; tests leave it off so that
-    /// no real file is read.
+    /// credentials file again, as the app does. Tests leave it off, so they
+    /// read no real file.
     pub fn rereading_credentials_file(mut self) -> Self {
         self.reread_credentials_file = true;
         self

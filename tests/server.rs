@@ -355,7 +355,9 @@ async fn other_metadata_paths() {
         (200, "eu-central-1a".into())
     );
     let (status, id) = text("/latest/meta-data/instance-id").await;
-    assert!(status == 200 && id.starts_with("i-") && !id.ends_with('\n'));
+    assert_eq!(status, 200);
+    assert!(id.starts_with("i-"), "{id}");
+    assert!(!id.ends_with('\n'), "{id:?}");
     let (status, doc) = text("/latest/dynamic/instance-identity/document").await;
     assert_eq!(status, 200);
     let doc: Value = serde_json::from_str(&doc).unwrap();

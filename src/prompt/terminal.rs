@@ -1,21 +1,19 @@
-//! The headless prompt: MFA requests are logged with the command that
-//! answers them and, when standard input is a terminal, codes typed there
-//! are submitted like `POST /manage/session`.
+//! The terminal prompt: when standard input is a terminal, MFA requests are
+//! printed there and codes typed there are submitted like
+//! `POST /manage/session`.
 
 use std::io::{BufRead, IsTerminal};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
 
 use crate::clock::format_utc_seconds;
 use crate::secret::MfaCode;
 use crate::session::{SessionCache, SessionEvent};
 
-/// Runs until `shutdown` fires. `manage_url` is the full URL of
-/// `/manage/session` on one of the listen addresses.
-pub async fn run(cache: Arc<SessionCache>, manage_url: String, shutdown: CancellationToken) {
+/// Runs until `shutdown` fires.
+pub async fn run(cache: Arc<SessionCache>, shutdown: CancellationToken) {
     let mut events = cache.subscribe();
     let mut lines = std::io::stdin().is_terminal().then(spawn_line_reader);
     let interactive = lines.is_some();
@@ -30,7 +28,6 @@ pub async fn run(cache: Arc<SessionCache>, manage_url: String, shutdown: Cancell
             () = shutdown.cancelled() => return,
             event = events.recv() => match event {
                 Ok(SessionEvent::MfaNeeded(request)) => {
-                    info!("to answer, run: curl -fsS -X POST --data token=CODE {manage_url}");
                     if interactive {
                         eprint!("MFA code for profile \"{}\" (device {}): ", request.profile, request.mfa_serial);
                     }
@@ -59,8 +56,8 @@ async fn submit_line(cache: &SessionCache, line: &str) {
                 "Session started; it expires at {}.",
                 format_utc_seconds(session.expiration())
             ),
-            // The cache has already logged the failure and, for a wrong
-            // code, the event handler above asks again.
+            // The cache has already logged the failure, and for a wrong
+            // code the event handler above prompts again.
             Err(err) if err.is_code_problem() => {}
             Err(err) => eprintln!("{err}"),
         },

@@ -30,7 +30,7 @@ pub enum StsReply {
         code: &'static str,
         message: &'static str,
     },
-    /// No answer for this long.
+    /// No response for this long.
     Hang(Duration),
 }
 
@@ -51,7 +51,7 @@ pub struct StsCall {
     pub authorization: String,
 }
 
-/// A local stand-in for STS that answers from a script, for the faults a
+/// A local stand-in for STS that responds from a script, for the faults a
 /// real STS implementation cannot be made to produce.
 pub struct FakeSts {
     pub url: String,
