@@ -87,8 +87,10 @@ fn default_state_dir() -> Option<PathBuf> {
 /// Runs the app until SIGINT, SIGTERM or Quit in the tray menu.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     raise_open_file_limit();
-    let gui = open_gui(&settings);
-    let events: Option<Arc<dyn GuiEvents>> = gui.as_ref().map(|gui| Arc::from(gui.events()));
+    let (gui, events) = match open_gui(&settings) {
+        Some((gui, events)) => (Some(gui), Some(events)),
+        None => (None, None),
+    };
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<Arc<SessionCache>>>();
@@ -136,7 +138,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         Err(_) => return join_runtime(runtime_thread),
     };
     match gui {
-        Some(gui) => gui.run(settings.profile, cache.status(), command_tx),
+        Some(gui) => {
+            let err = gui.run(&cache.status(), command_tx);
+            warn!("{err}; running without the tray icon until SIGINT or SIGTERM");
+            join_runtime(runtime_thread)
+        }
         None => {
             info!(
                 "running headless: MFA requests are logged, and read from standard input when it is a terminal"
@@ -194,31 +200,27 @@ enum Gui {}
 
 #[cfg(not(feature = "tray"))]
 impl Gui {
-    fn events(&self) -> Box<dyn GuiEvents> {
-        match *self {}
-    }
-
     fn run(
         self,
-        _profile: String,
-        _initial: crate::session::Status,
+        _initial: &crate::session::Status,
         _commands: mpsc::UnboundedSender<GuiCommand>,
-    ) -> ! {
+    ) -> String {
         match self {}
     }
 }
 
 #[cfg(not(feature = "tray"))]
-fn open_gui(settings: &Settings) -> Option<Gui> {
+fn open_gui(settings: &Settings) -> Option<(Gui, Arc<dyn GuiEvents>)> {
     if !settings.headless {
         info!("built without the tray feature; running headless");
     }
     None
 }
 
-/// Opens the GUI event loop unless the app is to run headless.
+/// Loads the tray library and opens its event loop, with the handle the
+/// runtime posts to it through, unless the app is to run headless.
 #[cfg(feature = "tray")]
-fn open_gui(settings: &Settings) -> Option<Gui> {
+fn open_gui(settings: &Settings) -> Option<(Gui, Arc<dyn GuiEvents>)> {
     if settings.headless {
         return None;
     }
@@ -226,8 +228,12 @@ fn open_gui(settings: &Settings) -> Option<Gui> {
         info!("no display found (DISPLAY and WAYLAND_DISPLAY are unset); running headless");
         return None;
     }
-    match Gui::new() {
-        Ok(gui) => Some(gui),
+    let opened = Gui::open().and_then(|gui| {
+        let events = gui.events()?;
+        Ok((gui, Arc::from(events)))
+    });
+    match opened {
+        Ok(opened) => Some(opened),
         Err(err) => {
             warn!("{err}; running headless");
             None

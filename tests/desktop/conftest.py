@@ -35,6 +35,8 @@ moto_url = e2e.moto_url
 profile_files = e2e.profile_files
 
 BINARY = e2e.BINARY
+# The tray is a shared library that the app loads from its own directory.
+TRAY_LIBRARY = BINARY.parent / "libaws_mock_metadata_tray.so"
 PROFILE = e2e.PROFILE
 MFA_SERIAL = e2e.MFA_SERIAL
 REGION = e2e.REGION
@@ -198,6 +200,8 @@ def start_tray_app(
     """Start the tray app on a free port, and stop it with SIGTERM, checking a clean exit, afterwards."""
     if not BINARY.is_file():
         pytest.fail(f"binary not found: {BINARY}. Run `cargo build` first, or set AWS_MOCK_METADATA_BIN.")
+    if not TRAY_LIBRARY.is_file():
+        pytest.fail(f"tray library not found: {TRAY_LIBRARY}. Run `cargo build` (it builds the library too) first.")
     port = e2e.find_free_port()
     state_dir = tmp_path / "app-state"
     state_dir.mkdir()

@@ -141,6 +141,9 @@ def wait_for_session(app: TrayApp) -> dict:
 
 def test_tray_menu_without_session(desktop: Desktop, tray_app: TrayApp) -> None:
     item = tray_item(desktop, tray_app)
+    # The tray library's log lines reach the app's log.
+    tray_app.wait_for_log("tray icon created")
+    assert "tray library loaded" in tray_app.log_text()
 
     assert item.labels() == MENU_LABELS_WITHOUT_SESSION
     assert item.entry("Enter MFA code…").enabled
@@ -238,6 +241,7 @@ def test_clear_session_from_menu(desktop: Desktop, tray_app: TrayApp) -> None:
 
     item.click("Clear session")
 
+    tray_app.wait_for_log("menu item chosen command=ClearSession")
     wait_until(lambda: tray_app.get_session().status_code == 404, "GET /manage/session returns 404")
     wait_for_status_line(item, lambda line: line == "No session", "the status line shows no session")
     assert not item.entry("Clear session").enabled

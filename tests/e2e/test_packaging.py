@@ -1,8 +1,8 @@
 """The macOS bundle layout and the login item, checked from Linux.
 
-The bundle script assembles aws-mock-metadata.app around whatever binary it
-is given, so its layout and Info.plist can be checked here with the Linux
-build; only code signing needs macOS.
+The bundle script assembles aws-mock-metadata.app around whatever binary and
+tray library it is given, so its layout and Info.plist can be checked here
+with the Linux build; only code signing needs macOS.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ def test_bundle_layout_and_info_plist(tmp_path: Path) -> None:
     executable = app / "Contents/MacOS/aws-mock-metadata"
     assert executable.is_file()
     assert executable.stat().st_mode & 0o111
+    # The executable looks for the tray library in ../Frameworks; a macOS
+    # build puts the .dylib there, this Linux build the .so.
+    tray_library = app / "Contents/Frameworks/libaws_mock_metadata_tray.so"
+    assert tray_library.is_file()
+    assert tray_library.read_bytes() == (BINARY.parent / tray_library.name).read_bytes()
 
     info = plistlib.loads((app / "Contents/Info.plist").read_bytes())
     assert REQUIRED_BUNDLE_KEYS <= info.keys()

@@ -3,9 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_mock_metadata_tray_abi::{Phase, Status};
 use tray_icon::menu::{Menu, MenuItem, PredefinedMenuItem};
-
-use crate::session::{Phase, Status};
 
 pub const STATUS_ID: &str = "status";
 pub const PROFILE_ID: &str = "profile";
@@ -107,10 +106,8 @@ mod tests {
     fn status(phase: Phase, left: Option<Duration>, now: SystemTime) -> Status {
         Status {
             profile: "dev".into(),
-            mfa_serial: "arn:aws:iam::123456789012:mfa/dev".into(),
             phase,
             expiration: left.map(|l| now + l),
-            pending: None,
         }
     }
 

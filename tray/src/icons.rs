@@ -4,9 +4,8 @@
 //! macOS gets black-and-alpha template images, which the menu bar tints
 //! for light and dark mode; Linux panels get the colour versions.
 
+use aws_mock_metadata_tray_abi::Phase;
 use tray_icon::Icon;
-
-use crate::session::Phase;
 
 macro_rules! icon_bytes {
     ($name:literal) => {
