@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwapOption;
 use aws_types::os_shim_internal::{Env, Fs};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
@@ -199,6 +200,9 @@ pub struct SessionCache {
     issuer: Arc<dyn SessionIssuer>,
     keys: Arc<dyn KeyStore>,
     state: Mutex<State>,
+    /// A copy of `state.session`, written under the lock and read without
+    /// it, so that SDK reads of a valid session take no lock.
+    serving: ArcSwapOption<Session>,
     /// Serializes STS calls, so concurrent submissions never race.
     sts_gate: tokio::sync::Mutex<()>,
     events: broadcast::Sender<SessionEvent>,
@@ -220,6 +224,7 @@ impl SessionCache {
             issuer,
             keys,
             state: Mutex::new(State::default()),
+            serving: ArcSwapOption::empty(),
             sts_gate: tokio::sync::Mutex::new(()),
             events,
             reread_credentials_file: false,
@@ -254,6 +259,13 @@ impl SessionCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Replaces the session; every change goes through here so that the
+    /// lock-free copy follows.
+    fn set_session(&self, state: &mut State, session: Option<Arc<Session>>) {
+        self.serving.store(session.clone());
+        state.session = session;
+    }
+
     fn emit(&self, event: SessionEvent) {
         // No subscriber is a normal state (headless without a prompt).
         let _ = self.events.send(event);
@@ -263,7 +275,28 @@ impl SessionCache {
     /// session that is safe to serve. Never waits: a missing or expiring
     /// session raises an MFA request in the background.
     pub fn credentials_for_caller(&self) -> Option<Arc<Session>> {
+        self.credentials_at(self.clock.now())
+    }
+
+    /// Calls `serve` with the session to hand to an SDK, as
+    /// [`Self::credentials_for_caller`] decides it. A session that is neither
+    /// near its end nor expired is read without taking the lock, which is
+    /// what every SDK read hits while a session is valid.
+    pub fn serve_caller<R>(&self, serve: impl FnOnce(&Arc<Session>) -> R) -> Option<R> {
         let now = self.clock.now();
+        {
+            let serving = self.serving.load();
+            if let Some(session) = serving.as_ref() {
+                let windows = session.windows();
+                if now + windows.serve_margin + windows.renew_lead < session.expiration() {
+                    return Some(serve(session));
+                }
+            }
+        }
+        self.credentials_at(now).map(|session| serve(&session))
+    }
+
+    fn credentials_at(&self, now: SystemTime) -> Option<Arc<Session>> {
         let mut state = self.lock();
         match state.session.clone() {
             Some(session) if now + session.windows().serve_margin < session.expiration() => {
@@ -358,7 +391,8 @@ impl SessionCache {
     /// Removes the session. Returns whether one existed.
     pub fn clear(&self) -> bool {
         let mut state = self.lock();
-        let existed = state.session.take().is_some();
+        let existed = state.session.is_some();
+        self.set_session(&mut state, None);
         state.pending = None;
         state.quiet_until = None;
         drop(state);
@@ -446,7 +480,7 @@ impl SessionCache {
             obtained_at: now,
         });
         let mut state = self.lock();
-        state.session = Some(Arc::clone(&session));
+        self.set_session(&mut state, Some(Arc::clone(&session)));
         state.pending = None;
         state.quiet_until = None;
         state.last_accepted = Some((code, now));
@@ -485,7 +519,7 @@ impl SessionCache {
             return Duration::MAX;
         };
         if now >= session.expiration() {
-            state.session = None;
+            self.set_session(&mut state, None);
             drop(state);
             info!(profile = %self.profile.name, "session expired");
             self.emit(SessionEvent::SessionExpired);
@@ -760,6 +794,46 @@ mod tests {
         let seen = drain(&mut events);
         assert!(seen.contains(&SessionEvent::SessionExpired));
         assert!(f.cache.current().is_none());
+    }
+
+    /// `serve_caller` skips the lock for a plainly valid session; at every
+    /// moment it must decide as `credentials_for_caller` does.
+    #[tokio::test]
+    async fn serve_caller_agrees_with_credentials_for_caller() {
+        let f = fixture(HOUR);
+        let mut events = f.cache.subscribe();
+        let served = |cache: &SessionCache| cache.serve_caller(|s| s.expiration());
+        assert_eq!(served(&f.cache), None);
+        assert_eq!(mfa_requests(&drain(&mut events)), 1);
+
+        f.cache.submit_code(code("123456")).await.unwrap();
+        drain(&mut events);
+        let expiration = f.cache.current().unwrap().expiration();
+        let windows = f.cache.current().unwrap().windows();
+        let renew_at = expiration - windows.serve_margin - windows.renew_lead;
+        assert_eq!(served(&f.cache), Some(expiration));
+        assert_eq!(mfa_requests(&drain(&mut events)), 0);
+
+        // In the renewal lead it still serves, and raises an MFA request.
+        f.clock.set(renew_at);
+        assert_eq!(served(&f.cache), Some(expiration));
+        assert_eq!(mfa_requests(&drain(&mut events)), 1);
+        assert_eq!(
+            served(&f.cache).is_some(),
+            f.cache.credentials_for_caller().is_some()
+        );
+
+        // In the last minutes, and after a jump past expiry, it serves nothing.
+        f.clock.set(expiration - windows.serve_margin);
+        assert_eq!(served(&f.cache), None);
+        f.clock.set(expiration + HOUR);
+        assert_eq!(served(&f.cache), None);
+
+        // A cleared session is gone at once.
+        f.clock.set(renew_at - HOUR / 10);
+        assert_eq!(served(&f.cache), Some(expiration));
+        f.cache.clear();
+        assert_eq!(served(&f.cache), None);
     }
 
     #[tokio::test]

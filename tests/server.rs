@@ -833,6 +833,58 @@ async fn slow_request_headers_are_cut_off() {
 }
 
 #[tokio::test]
+async fn slow_second_request_headers_cut_off() {
+    let server = started().await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 401");
+    // The same connection starts a second request and stalls in its headers.
+    stream
+        .write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        aws_mock_metadata::server::READ_TIMEOUT + Duration::from_secs(5),
+        stream.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "connection still open after the header time-out"
+    );
+}
+
+#[tokio::test]
+async fn slow_request_outlives_header_timeout() {
+    let wait = aws_mock_metadata::server::READ_TIMEOUT + Duration::from_secs(3);
+    let server = TestServer::start(Options {
+        sts_timeout: wait + Duration::from_secs(5),
+        ..Options::default()
+    })
+    .await;
+    server.sts.push(StsReply::Hang(wait));
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /manage/session HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 12\r\n\r\n\
+              token=123456",
+        )
+        .await
+        .unwrap();
+    // The fake STS returns 500 after `wait`, which the server reports as 502.
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 502");
+}
+
+#[tokio::test]
 async fn absent_keychain_without_file_keys_says_how_to_add_keys() {
     let server = TestServer::start(Options {
         file_keys: false,

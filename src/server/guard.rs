@@ -106,13 +106,16 @@ impl Guard {
     }
 
     fn allows_host(&self, host: &str) -> bool {
-        let host = host.trim().to_ascii_lowercase();
-        let (name, port) = split_host_port(&host);
+        let (name, port) = split_host_port(host.trim());
         let port_ok = match port {
             None => true,
             Some(port) => port.parse::<u16>().is_ok_and(|p| self.ports.contains(&p)),
         };
-        port_ok && self.hosts.iter().any(|allowed| *allowed == name)
+        port_ok
+            && self
+                .hosts
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(name))
     }
 }
 

@@ -7,8 +7,9 @@
 //! background. SDKs give IMDS about a second, so they could never wait for
 //! a person to type a code.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use serde::Serialize;
 use warp::http::{HeaderMap, Method, StatusCode, header};
@@ -143,45 +144,49 @@ fn credentials(state: &AppState, role: &str) -> HttpResponse {
             ),
         );
     }
-    let Some(session) = state.cache.credentials_for_caller() else {
-        return text(
+    // Both the legacy and the extended document carry AccountId when it is
+    // known: botocore and the Rust SDK read it from either.
+    let account_id = state.cache.profile().account_id.as_deref();
+    let document = state.cache.serve_caller(|session| {
+        state
+            .credentials_document
+            .get_or_render(session, account_id)
+    });
+    match document {
+        Some(document) => text(StatusCode::OK, document),
+        None => text(
             StatusCode::NOT_FOUND,
             format!(
                 "no MFA session for profile \"{}\"; enter an MFA code (menu bar, terminal, or POST /manage/session) and retry",
                 state.cache.profile().name
             ),
-        );
-    };
-    // Both the legacy and the extended document carry AccountId when it is
-    // known: botocore and the Rust SDK read it from either.
-    let account_id = state.cache.profile().account_id.as_deref();
-    text(
-        StatusCode::OK,
-        state
-            .credentials_document
-            .get_or_render(&session, account_id),
-    )
+        ),
+    }
 }
 
 /// The rendered credentials document of one session. Rendering (two
 /// timestamps and JSON) costs more than the rest of a request, and the
-/// document only changes with the session.
+/// document only changes with the session. It is read without a lock.
 #[derive(Default)]
-pub struct DocumentCache(Mutex<Option<(Arc<Session>, Bytes)>>);
+pub struct DocumentCache(ArcSwapOption<RenderedDocument>);
+
+struct RenderedDocument {
+    session: Arc<Session>,
+    body: Bytes,
+}
 
 impl DocumentCache {
     fn get_or_render(&self, session: &Arc<Session>, account_id: Option<&str>) -> Bytes {
-        let mut cached = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((for_session, body)) = cached.as_ref()
-            && Arc::ptr_eq(for_session, session)
+        if let Some(rendered) = self.0.load().as_ref()
+            && Arc::ptr_eq(&rendered.session, session)
         {
-            return body.clone();
+            return rendered.body.clone();
         }
         let body = render_credentials(session, account_id);
-        *cached = Some((Arc::clone(session), body.clone()));
+        self.0.store(Some(Arc::new(RenderedDocument {
+            session: Arc::clone(session),
+            body: body.clone(),
+        })));
         body
     }
 }

@@ -6,22 +6,26 @@ pub mod imds;
 pub mod manage;
 pub mod token;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use warp::Filter;
-use warp::http::{HeaderMap, Method, Response, StatusCode, header};
+use warp::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 use crate::clock::Clock;
 use crate::session::SessionCache;
@@ -59,11 +63,12 @@ pub struct AppState {
 }
 
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain")
-        .body(body.into())
-        .expect("static status and header values are valid")
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
 }
 
 pub fn json(status: StatusCode, body: &impl Serialize) -> HttpResponse {
@@ -78,7 +83,13 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> HttpResponse {
 
 /// Collapses repeated slashes (the Java SDK joins paths with `//`) and
 /// drops a trailing slash, so `/a//b/` and `/a/b` name the same resource.
-pub fn normalize_path(path: &str) -> String {
+/// A path that is already in that form is borrowed, not copied.
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
+    let canonical =
+        path.starts_with('/') && !path.contains("//") && (path.len() == 1 || !path.ends_with('/'));
+    if canonical {
+        return Cow::Borrowed(path);
+    }
     let mut out = String::with_capacity(path.len() + 1);
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         out.push('/');
@@ -87,7 +98,7 @@ pub fn normalize_path(path: &str) -> String {
     if out.is_empty() {
         out.push('/');
     }
-    out
+    Cow::Owned(out)
 }
 
 /// A request body read up to [`MAX_BODY_BYTES`].
@@ -180,46 +191,70 @@ where
 }
 
 /// Builds the warp filter for all routes, with a debug log line per request.
+///
+/// The server builds one per connection: warp clones the request handler
+/// for every request, and a handle of the connection's own keeps those
+/// reference counts off a counter that every core would share.
 pub fn routes(
     state: Arc<AppState>,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
-    let log = warp::log::custom(|info| {
-        debug!(
-            method = %info.method(),
-            path = %info.path(),
-            status = info.status().as_u16(),
-            latency_us = info.elapsed().as_micros() as u64,
-            "request"
-        );
-    });
+) -> impl Filter<Extract = (HttpResponse,), Error = warp::Rejection> + Clone {
+    let state = Arc::new(state);
     warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
             move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
-                let state = Arc::clone(&state);
+                let state: Arc<Arc<AppState>> = Arc::clone(&state);
                 async move {
-                    if let Some(rejection) = state.guard.check(&headers) {
-                        return rejection;
+                    // The clock is read only when the line will be written.
+                    let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+                    let response =
+                        checked_route(&state, &method, path.as_str(), &headers, body).await;
+                    if let Some(started) = started {
+                        debug!(
+                            method = %method,
+                            path = path.as_str(),
+                            status = response.status().as_u16(),
+                            latency_us = started.elapsed().as_micros() as u64,
+                            "request"
+                        );
                     }
-                    // HTTP/1.1 requests without these headers have no body,
-                    // so the common GET needs no read and no timer.
-                    let has_body = headers.contains_key(header::CONTENT_LENGTH)
-                        || headers.contains_key(header::TRANSFER_ENCODING);
-                    let body = if has_body {
-                        match tokio::time::timeout(READ_TIMEOUT, read_bounded(body)).await {
-                            Ok(body) => body,
-                            Err(_) => BoundedBody::TimedOut,
-                        }
-                    } else {
-                        BoundedBody::Complete(Bytes::new())
-                    };
-                    route(&state, &method, path.as_str(), &headers, body).await
+                    response
                 }
             },
         )
-        .with(log)
+}
+
+/// Checks the guard, reads the body (only when the request has one), then
+/// routes the request.
+async fn checked_route<S, B>(
+    state: &AppState,
+    method: &Method,
+    raw_path: &str,
+    headers: &HeaderMap,
+    body: S,
+) -> HttpResponse
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if let Some(rejection) = state.guard.check(headers) {
+        return rejection;
+    }
+    // HTTP/1.1 requests without these headers have no body, so the common
+    // GET needs no read and no timer.
+    let has_body = headers.contains_key(header::CONTENT_LENGTH)
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    let body = if has_body {
+        match tokio::time::timeout(READ_TIMEOUT, read_bounded(body)).await {
+            Ok(body) => body,
+            Err(_) => BoundedBody::TimedOut,
+        }
+    } else {
+        BoundedBody::Complete(Bytes::new())
+    };
+    route(state, method, raw_path, headers, body).await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -272,9 +307,8 @@ pub async fn serve(listeners: Vec<TcpListener>, state: Arc<AppState>, shutdown: 
             info!(address = %addr, "listening on http://{addr}/");
         }
     }
-    let service = warp::service(routes(Arc::clone(&state)));
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     loop {
         let accepts = listeners.iter().map(|listener| Box::pin(listener.accept()));
         let accepted = tokio::select! {
@@ -307,24 +341,141 @@ pub async fn serve(listeners: Vec<TcpListener>, state: Arc<AppState>, shutdown: 
                 }
             }
         };
+        let activity = Arc::new(Activity::new());
+        let service = TrackedService {
+            inner: warp::service(routes(Arc::clone(&state))),
+            activity: Arc::clone(&activity),
+        };
         let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(READ_TIMEOUT)
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service.clone()),
-            );
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            .serve_connection(TokioIo::new(stream), service);
+        // Each connection watches a token of its own: a token shared by
+        // all of them would put one lock on every poll of every connection.
+        let stop = shutdown.child_token();
+        let closed = CancellationToken::new();
+        let closed_guard = closed.clone().drop_guard();
+        let task = connections.spawn(async move {
+            let _closed = closed_guard;
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stop.cancelled() => {
+                    // Finishes the request in flight, then closes.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = ended {
                 debug!(peer = %peer, "connection ended with an error: {err}");
             }
             drop(permit);
         });
+        let abort = task.abort_handle();
+        connections.spawn(async move {
+            tokio::select! {
+                () = closed.cancelled() => {}
+                () = activity.headers_overdue() => {
+                    debug!(peer = %peer, "request headers did not arrive within {} s; connection closed", READ_TIMEOUT.as_secs());
+                    abort.abort();
+                }
+            }
+        });
     }
     drop(listeners);
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
     info!("server stopped");
+}
+
+/// The time a connection last finished a request, so that one watchdog per
+/// connection can enforce [`READ_TIMEOUT`] on request headers. hyper's own
+/// header time-out allocates and registers a new timer for every request.
+struct Activity {
+    opened: Instant,
+    /// Milliseconds after `opened` at which the last request ended, or
+    /// [`Activity::IN_PROGRESS`].
+    last_end_ms: AtomicU64,
+}
+
+impl Activity {
+    const IN_PROGRESS: u64 = u64::MAX;
+
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(&self) {
+        self.last_end_ms.store(Self::IN_PROGRESS, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_end_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once the connection has waited [`READ_TIMEOUT`] for the
+    /// headers of its next request (or of its first). A request in
+    /// progress is never cut: its body has a time-out of its own.
+    async fn headers_overdue(&self) {
+        let mut deadline = self.opened + READ_TIMEOUT;
+        loop {
+            tokio::time::sleep_until(deadline.into()).await;
+            deadline = match self.last_end_ms.load(Ordering::Relaxed) {
+                Self::IN_PROGRESS => Instant::now() + READ_TIMEOUT,
+                ms => self.opened + Duration::from_millis(ms) + READ_TIMEOUT,
+            };
+            if deadline <= Instant::now() {
+                return;
+            }
+        }
+    }
+}
+
+/// The warp service of one connection, reporting to its [`Activity`] when
+/// each request starts and ends.
+struct TrackedService<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> hyper::service::Service<hyper::Request<Incoming>> for TrackedService<S>
+where
+    S: tower_service::Service<hyper::Request<Incoming>> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        self.activity.begin();
+        // warp's service is always ready, so `poll_ready` is not awaited.
+        let mut inner = self.inner.clone();
+        TrackedFuture {
+            future: inner.call(request),
+            activity: Arc::clone(&self.activity),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct TrackedFuture<F> {
+        #[pin]
+        future: F,
+        activity: Arc<Activity>,
+    }
+}
+
+impl<F: Future> Future for TrackedFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.future.poll(cx));
+        this.activity.end();
+        Poll::Ready(output)
+    }
 }
 
 #[cfg(test)]

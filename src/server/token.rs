@@ -10,10 +10,12 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
@@ -24,6 +26,12 @@ pub const TTL_RANGE: std::ops::RangeInclusive<u64> = 1..=21_600;
 const KEY_LEN: usize = 32;
 const FORMAT_VERSION: u8 = 1;
 const TOKEN_LEN: usize = 1 + 8 + 32;
+/// Characters of a token as sent: [`TOKEN_LEN`] bytes in unpadded base64.
+const TOKEN_TEXT_LEN: usize = (TOKEN_LEN * 4).div_ceil(3);
+/// Tokens whose signature check is remembered. An SDK keeps one token for
+/// hours, so eight slots should cover one machine's clients (an estimate);
+/// a token that drops out is only checked again.
+const RECENT_TOKENS: usize = 8;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -58,6 +66,9 @@ pub fn parse_ttl(value: Option<&[u8]>) -> Result<Duration, TtlError> {
 /// Issues and checks tokens with one key.
 pub struct TokenSigner {
     key: [u8; KEY_LEN],
+    /// The HMAC state after the key, cloned for each token.
+    keyed: HmacSha256,
+    recent: RecentTokens,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -68,14 +79,18 @@ impl std::fmt::Debug for TokenSigner {
 
 impl TokenSigner {
     pub fn from_key(key: [u8; KEY_LEN]) -> Self {
-        Self { key }
+        Self {
+            key,
+            keyed: HmacSha256::new_from_slice(&key).expect("HMAC takes keys of any length"),
+            recent: RecentTokens::default(),
+        }
     }
 
     /// Creates a signer with a fresh random key that is never written to disk.
     pub fn ephemeral() -> Self {
         let mut key = [0u8; KEY_LEN];
         getrandom::fill(&mut key).expect("the OS random source is available");
-        Self { key }
+        Self::from_key(key)
     }
 
     /// Reads the key at `path`, or creates it (mode 0600, in a directory of
@@ -85,7 +100,7 @@ impl TokenSigner {
             create_private_dir(dir)?;
         }
         match read_key(path) {
-            Ok(Some(key)) => return Ok(Self { key }),
+            Ok(Some(key)) => return Ok(Self::from_key(key)),
             Ok(None) => {
                 tracing::warn!(path = %path.display(), "token key file is damaged; replacing it, so earlier tokens stop working");
                 fs::remove_file(path)?;
@@ -98,7 +113,7 @@ impl TokenSigner {
             Ok(()) => Ok(signer),
             // Another instance created it first; use theirs.
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => match read_key(path)? {
-                Some(key) => Ok(Self { key }),
+                Some(key) => Ok(Self::from_key(key)),
                 None => Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "token key file is damaged",
@@ -109,7 +124,7 @@ impl TokenSigner {
     }
 
     fn mac(&self, expiry_secs: u64) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        let mut mac = self.keyed.clone();
         mac.update(&[FORMAT_VERSION]);
         mac.update(&expiry_secs.to_be_bytes());
         mac
@@ -129,23 +144,90 @@ impl TokenSigner {
     }
 
     /// Checks that `token` was issued with this key and has not expired.
+    ///
+    /// SDKs send the same token with every request, so the signature of a
+    /// token is checked once and remembered; the expiry is checked each time.
     pub fn verify(&self, token: &[u8], now: SystemTime) -> bool {
-        // A token is 55 characters; anything far longer is not worth decoding.
-        if token.len() > 128 {
-            return false;
-        }
-        let Ok(raw) = URL_SAFE_NO_PAD.decode(token) else {
+        let Ok(text) = <&TokenText>::try_from(token) else {
             return false;
         };
-        if raw.len() != TOKEN_LEN || raw[0] != FORMAT_VERSION {
-            return false;
-        }
-        let expiry = u64::from_be_bytes(raw[1..9].try_into().expect("slice of 8 bytes"));
-        if self.mac(expiry).verify_slice(&raw[9..]).is_err() {
-            return false;
-        }
+        let expiry = match self.recent.expiry_of(text) {
+            Some(expiry) => expiry,
+            None => match self.check_signature(text) {
+                Some(expiry) => {
+                    self.recent.remember(text, expiry);
+                    expiry
+                }
+                None => return false,
+            },
+        };
         let now = unix_secs(now);
         now < expiry && expiry <= now + TTL_RANGE.end()
+    }
+
+    /// Returns the expiry a token carries when its signature is right.
+    fn check_signature(&self, text: &TokenText) -> Option<u64> {
+        let raw = URL_SAFE_NO_PAD.decode(text).ok()?;
+        if raw.len() != TOKEN_LEN || raw[0] != FORMAT_VERSION {
+            return None;
+        }
+        let expiry = u64::from_be_bytes(raw[1..9].try_into().expect("slice of 8 bytes"));
+        self.mac(expiry).verify_slice(&raw[9..]).ok()?;
+        Some(expiry)
+    }
+}
+
+type TokenText = [u8; TOKEN_TEXT_LEN];
+
+/// A token's text as machine words, for a cheap constant-time comparison.
+type TokenWords = [u64; TOKEN_TEXT_LEN.div_ceil(8)];
+
+fn words(text: &TokenText) -> TokenWords {
+    let mut words = TokenWords::default();
+    for (word, chunk) in words.iter_mut().zip(text.chunks(8)) {
+        let mut bytes = [0u8; 8];
+        bytes[..chunk.len()].copy_from_slice(chunk);
+        *word = u64::from_le_bytes(bytes);
+    }
+    words
+}
+
+/// The last few tokens whose signature was right, with their expiry. It is
+/// read without a lock; a new token replaces the whole list.
+#[derive(Default)]
+struct RecentTokens(ArcSwap<RecentSlots>);
+
+#[derive(Default, Clone)]
+struct RecentSlots {
+    slots: [Option<(TokenWords, u64)>; RECENT_TOKENS],
+    /// The slot the next new token replaces.
+    next: usize,
+}
+
+impl RecentTokens {
+    /// Looks `text` up, comparing it with every slot in constant time so
+    /// that response times reveal nothing about remembered tokens.
+    fn expiry_of(&self, text: &TokenText) -> Option<u64> {
+        let expected = words(text);
+        let recent = self.0.load();
+        let mut found = None;
+        for (remembered, expiry) in recent.slots.iter().flatten() {
+            if bool::from(remembered.ct_eq(&expected)) {
+                found = Some(*expiry);
+            }
+        }
+        found
+    }
+
+    fn remember(&self, text: &TokenText, expiry: u64) {
+        let entry = (words(text), expiry);
+        self.0.rcu(|recent| {
+            let mut recent = RecentSlots::clone(recent);
+            let slot = recent.next;
+            recent.slots[slot] = Some(entry);
+            recent.next = (slot + 1) % RECENT_TOKENS;
+            recent
+        });
     }
 }
 
@@ -274,6 +356,53 @@ mod tests {
         assert!(!signer.verify(&tampered, at(1000)));
         assert!(!signer.verify(b"", at(1000)));
         assert!(!signer.verify(b"not a token", at(1000)));
+    }
+
+    #[test]
+    fn token_text_has_the_expected_length() {
+        let signer = TokenSigner::from_key([7; KEY_LEN]);
+        let token = signer.issue(Duration::from_secs(60), at(1000));
+        assert_eq!(token.len(), TOKEN_TEXT_LEN);
+    }
+
+    #[test]
+    fn remembered_token_still_expires() {
+        let signer = TokenSigner::from_key([7; KEY_LEN]);
+        let token = signer.issue(Duration::from_secs(60), at(100_000));
+        assert!(signer.verify(token.as_bytes(), at(100_000)));
+        assert!(signer.verify(token.as_bytes(), at(100_059)));
+        assert!(!signer.verify(token.as_bytes(), at(100_060)));
+        // A clock set back by more than the longest TTL rejects it too.
+        assert!(!signer.verify(token.as_bytes(), at(100_060 - 21_601)));
+    }
+
+    #[test]
+    fn tampered_copy_of_a_remembered_token_is_rejected() {
+        let signer = TokenSigner::from_key([7; KEY_LEN]);
+        let token = signer.issue(Duration::from_secs(60), at(1000));
+        assert!(signer.verify(token.as_bytes(), at(1000)));
+        for position in [0, 10, TOKEN_TEXT_LEN - 1] {
+            let mut tampered = token.clone().into_bytes();
+            tampered[position] = if tampered[position] == b'A' {
+                b'B'
+            } else {
+                b'A'
+            };
+            assert!(!signer.verify(&tampered, at(1000)), "byte {position}");
+        }
+    }
+
+    #[test]
+    fn more_tokens_than_slots_all_verify() {
+        let signer = TokenSigner::from_key([7; KEY_LEN]);
+        let tokens: Vec<String> = (0..RECENT_TOKENS as u64 * 3)
+            .map(|ttl| signer.issue(Duration::from_secs(60 + ttl), at(1000)))
+            .collect();
+        for _ in 0..2 {
+            for token in &tokens {
+                assert!(signer.verify(token.as_bytes(), at(1001)));
+            }
+        }
     }
 
     #[test]
