@@ -373,7 +373,7 @@ class Bench:
     # ---- measurements
 
     def measure_throughput(self, servers: dict[str, tuple[int, int, str]]) -> None:
-        """Measure cached credential GETs on the app and on the bare server, interleaved per repetition."""
+        """Measure cached credential GETs on the app and the reference servers, interleaved per repetition."""
         runs: dict[str, dict[int, list[dict]]] = {name: {c: [] for c in self.args.connections} for name in servers}
         names = list(servers)
         for repetition in range(self.args.reps):
@@ -640,9 +640,27 @@ class Bench:
         }
         rss_bare_idle = rss_kib(bare.pid)
         memory_bare_idle = memory_detail(bare.pid)
+        servers = {"app": (app_port, app.pid, token), "bare": (bare_port, bare.pid, token)}
 
-        self.measure_throughput({"app": (app_port, app.pid, token), "bare": (bare_port, bare.pid, token)})
+        warp_floor = None
+        if self.args.warp_floor:
+            warp_port = free_port()
+            warp_log = self.work / "warp_floor.log"
+            warp_floor = self.processes.start(
+                [self.args.warp_floor, "--listen", f"{LOOPBACK}:{warp_port}", "--body-file", str(body_file)],
+                warp_log,
+                clean_environment(),
+            )
+            wait_for_port(warp_port, warp_floor, "warp_floor", warp_log)
+            status, warp_headers, warp_body = http_request(warp_port, "GET", CREDENTIALS_PATH)
+            if status != 200 or warp_body != credentials or sorted(warp_headers) != sorted(app_headers):
+                raise RuntimeError(f"the warp-only server's response differs from the app's: {status} {warp_headers}")
+            servers["warp"] = (warp_port, warp_floor.pid, token)
+
+        self.measure_throughput(servers)
         self.processes.stop(bare)
+        if warp_floor is not None:
+            self.processes.stop(warp_floor)
         self.measure_sequence(app_port, app.pid)
         self.measure_soak(app_port, app.pid)
         time.sleep(self.args.idle_seconds)
@@ -841,12 +859,13 @@ def plot(results_path: Path, output: Path) -> None:
     get = results["cached_get"]
     levels = list(get["app"])
     x = range(len(levels))
-    width = 0.38
+    series = [("app", "aws-mock-metadata", "#1f77b4"), ("bare", "bare hyper (ceiling)", "#bbbbbb")]
+    if "warp" in get:
+        series.insert(1, ("warp", "warp, no app logic", "#ff7f0e"))
+    width = 0.8 / len(series)
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for offset, (name, label, color) in enumerate(
-        (("app", "aws-mock-metadata", "#1f77b4"), ("bare", "bare hyper (ceiling)", "#bbbbbb"))
-    ):
-        shift = [i + (offset - 0.5) * width for i in x]
+    for offset, (name, label, color) in enumerate(series):
+        shift = [i + (offset - (len(series) - 1) / 2) * width for i in x]
         medians_rps = [get[name][c]["requests_per_second"] / 1000 for c in levels]
         runs_rps = [[r["requests_per_second"] / 1000 for r in get[name][c]["runs"]] for c in levels]
         medians_p99 = [get[name][c]["p99_us"] / 1000 for c in levels]
@@ -895,8 +914,27 @@ def tables(results_path: Path) -> str:
         "| app CPU/req | bare CPU/req |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    if "warp" in get:
+        out = [
+            "| connections | app req/s | warp-only req/s | bare req/s | app/bare | warp-only/bare | app p99 "
+            "| warp-only p99 | bare p99 | p99 app/bare | app CPU/req | warp-only CPU/req | bare CPU/req |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
     for c in get["app"]:
         app, bare = get["app"][c], get["bare"][c]
+        if "warp" in get:
+            warp = get["warp"][c]
+            out.append(
+                f"| {c} | {app['requests_per_second']:,.0f} | {warp['requests_per_second']:,.0f} "
+                f"| {bare['requests_per_second']:,.0f} "
+                f"| {app['requests_per_second'] / bare['requests_per_second']:.2f} "
+                f"| {warp['requests_per_second'] / bare['requests_per_second']:.2f} "
+                f"| {app['p99_us']:,.0f} µs | {warp['p99_us']:,.0f} µs | {bare['p99_us']:,.0f} µs "
+                f"| {app['p99_us'] / bare['p99_us']:.2f} "
+                f"| {app['server_cpu_us_per_request']:.1f} µs | {warp['server_cpu_us_per_request']:.1f} µs "
+                f"| {bare['server_cpu_us_per_request']:.1f} µs |"
+            )
+            continue
         out.append(
             f"| {c} | {app['requests_per_second']:,.0f} | {bare['requests_per_second']:,.0f} "
             f"| {app['requests_per_second'] / bare['requests_per_second']:.2f} "
@@ -926,6 +964,7 @@ def main() -> int:
     run = commands.add_parser("run", help="measure, and write the JSON results")
     run.add_argument("--app", required=True, help="the release binary of aws-mock-metadata")
     run.add_argument("--bare", required=True, help="the release binary of examples/bare_server.rs")
+    run.add_argument("--warp-floor", help="the release binary of examples/warp_floor.rs (warp with no app logic)")
     run.add_argument("--moto-python", required=True, help="a Python with moto[server]")
     run.add_argument("--wrk", default="wrk")
     run.add_argument("--work-dir", required=True, help="logs, state and the PID file go here")
