@@ -54,8 +54,19 @@ pub enum TrayError {
     NotFound { searched: Vec<PathBuf> },
     /// `detail` is the loader's message, such as "libgtk-3.so.0: cannot
     /// open shared object file".
-    #[error("cannot load the tray library {}: {detail}; {}", .path.display(), load_hint())]
+    #[error("cannot load the tray library {}: {detail}; {}", .path.display(), load_hint(.path, .detail))]
     Load { path: PathBuf, detail: String },
+    /// The file is cut short or is not a shared library for this machine.
+    /// Loading such a file can kill the process (SIGBUS), so it is checked
+    /// before it is passed to the dynamic loader.
+    #[error("the tray library {} is damaged: {detail}; {BUILD_HINT}", .path.display())]
+    Damaged { path: PathBuf, detail: String },
+    /// GTK loaded but AppIndicator, which the tray loads at run time, is missing.
+    #[error(
+        "AppIndicator is not installed ({detail}); install it (on Debian and Ubuntu: \
+         libayatana-appindicator3-1), or run with --headless"
+    )]
+    NoAppIndicator { detail: String },
     #[error(
         "{} is not a tray library of aws-mock-metadata: symbol {symbol} not found; {BUILD_HINT}",
         .path.display()
@@ -93,12 +104,17 @@ fn searched_text(searched: &[PathBuf]) -> String {
     format!("looked for {}", paths.join(" and "))
 }
 
-fn load_hint() -> &'static str {
-    if cfg!(target_os = "macos") {
-        "rebuild it with `cargo build --release --workspace`"
-    } else {
+/// Returns the advice for a library the dynamic loader rejected. The
+/// loader names the file that failed. When it is another file, a dependency
+/// is missing or broken, so GTK needs installing. When it is the tray
+/// library itself, the library needs a rebuild.
+fn load_hint(path: &Path, detail: &str) -> &'static str {
+    let dependency_failed = !detail.contains(&format!("{}:", path.display()));
+    if cfg!(target_os = "linux") && dependency_failed {
         "install GTK 3 and AppIndicator (on Debian: libgtk-3-0 and libayatana-appindicator3-1), \
          or run with --headless"
+    } else {
+        "rebuild it with `cargo build --release --workspace`, or run with --headless"
     }
 }
 
@@ -157,6 +173,17 @@ fn load_first(candidates: &[PathBuf]) -> Result<&'static Api, TrayError> {
 
 fn load_from(path: &Path) -> Result<&'static Api, TrayError> {
     debug!(path = %path.display(), "loading the tray library");
+    #[cfg(target_os = "linux")]
+    {
+        let bytes = std::fs::read(path).map_err(|err| TrayError::Load {
+            path: path.to_owned(),
+            detail: err.to_string(),
+        })?;
+        check_elf_complete(&bytes).map_err(|detail| TrayError::Damaged {
+            path: path.to_owned(),
+            detail,
+        })?;
+    }
     // SAFETY: loading runs the initialisers of the library and of what it
     // links (GTK and friends on Linux), which are made to be loaded into
     // any process.
@@ -187,6 +214,82 @@ fn load_from(path: &Path) -> Result<&'static Api, TrayError> {
     };
     info!(path = %path.display(), "tray library loaded");
     Ok(Box::leak(Box::new(api)))
+}
+
+/// Checks that `bytes` is a 64-bit little-endian ELF file that holds every
+/// segment its program headers name. glibc maps the segments of a cut-short
+/// file past its end, and the first read there kills the process (SIGBUS).
+#[cfg(target_os = "linux")]
+fn check_elf_complete(bytes: &[u8]) -> Result<(), String> {
+    const PT_LOAD: u32 = 1;
+    let read_u16 = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let read_u32 = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let read_u64 = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    if !bytes.starts_with(b"\x7fELF") {
+        return Err("not an ELF shared library".to_owned());
+    }
+    // EI_CLASS 2 is 64-bit, EI_DATA 1 little-endian.
+    if bytes.get(4..6) != Some(&[2, 1]) {
+        return Err("not a 64-bit little-endian ELF file".to_owned());
+    }
+    let too_short = || format!("the file ends after {} bytes, before its end", bytes.len());
+    let header_table = read_u64(0x20).ok_or_else(too_short)?;
+    let entry_size = u64::from(read_u16(0x36).ok_or_else(too_short)?);
+    let entries = u64::from(read_u16(0x38).ok_or_else(too_short)?);
+    let length = bytes.len() as u64;
+    let table_end = entry_size
+        .checked_mul(entries)
+        .and_then(|size| size.checked_add(header_table));
+    if entry_size < 56 || table_end.is_none_or(|end| end > length) {
+        return Err(too_short());
+    }
+    for index in 0..entries {
+        let entry = usize::try_from(header_table + index * entry_size).map_err(|_| too_short())?;
+        if read_u32(entry) != Some(PT_LOAD) {
+            continue;
+        }
+        let offset = read_u64(entry + 8).ok_or_else(too_short)?;
+        let size = read_u64(entry + 32).ok_or_else(too_short)?;
+        if offset.checked_add(size).is_none_or(|end| end > length) {
+            return Err(too_short());
+        }
+    }
+    Ok(())
+}
+
+/// Loads AppIndicator as the tray library would, under the same names. The
+/// tray loads it only when it creates the icon, and panics there when it is
+/// missing, so the check comes first.
+#[cfg(target_os = "linux")]
+fn check_app_indicator() -> Result<(), TrayError> {
+    let mut failures = Vec::new();
+    for name in ["libayatana-appindicator3.so.1", "libappindicator3.so.1"] {
+        // SAFETY: AppIndicator's initialisers are made to run in any GTK
+        // process, and the tray would load the same file next.
+        match unsafe { Library::new(name) } {
+            Ok(library) => {
+                // Kept loaded, as the tray library is.
+                std::mem::forget(library);
+                return Ok(());
+            }
+            Err(err) => failures.push(error_chain(&err)),
+        }
+    }
+    Err(TrayError::NoAppIndicator {
+        detail: failures.join("; "),
+    })
 }
 
 /// Joins an error and its sources: libloading's own message is only
@@ -243,6 +346,8 @@ impl Gui {
     /// thread, which must be the main thread.
     pub fn open() -> Result<Self, TrayError> {
         let api = load()?;
+        #[cfg(target_os = "linux")]
+        check_app_indicator()?;
         let mut storage = [0; ERROR_CAPACITY];
         let mut error = ErrorBuffer::new(&mut storage);
         // SAFETY: the caller is on the main thread, `forward_log` can be
@@ -491,28 +596,79 @@ mod tests {
         assert!(err.to_string().contains("not a tray library"), "{err}");
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
-    fn unloadable_library_names_the_reason() {
+    fn text_file_is_reported_as_damaged() {
         let directory = tempfile::tempdir().expect("temporary directory");
         let path = directory.path().join(LIBRARY_FILE_NAME);
         std::fs::write(&path, b"not a shared library").expect("write the file");
         let Err(err) = load_first(std::slice::from_ref(&path)) else {
             panic!("a text file was loaded as the tray library");
         };
+        assert!(matches!(err, TrayError::Damaged { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("not an ELF shared library"), "{message}");
+        assert!(
+            message.contains("cargo build --release --workspace"),
+            "{message}"
+        );
+    }
+
+    /// A cut-short copy would make the dynamic loader map pages past the
+    /// end of the file, and the process would die of SIGBUS.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn truncated_library_is_rejected_before_loading() {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("Linux has /proc/self/maps");
+        let libc = maps
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .find(|path| path.contains("/libc.so") || path.contains("/libc-"))
+            .expect("libc is mapped");
+        let whole = std::fs::read(libc).expect("read libc");
+        assert_eq!(check_elf_complete(&whole), Ok(()));
+
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join(LIBRARY_FILE_NAME);
+        std::fs::write(&path, &whole[..whole.len() / 3]).expect("write the cut copy");
+        let Err(err) = load_first(std::slice::from_ref(&path)) else {
+            panic!("a truncated library was loaded");
+        };
+        assert!(matches!(err, TrayError::Damaged { .. }), "{err:?}");
+        assert!(err.to_string().contains("the file ends after"), "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unloadable_library_names_the_reason() {
+        // A position-independent executable is a complete ELF file that
+        // glibc refuses to load as a library.
+        let executable = std::env::current_exe().expect("the test binary has a path");
+        let Err(err) = load_from(&executable) else {
+            panic!("an executable was loaded as the tray library");
+        };
         assert!(matches!(err, TrayError::Load { .. }), "{err:?}");
         let message = err.to_string();
         assert!(
             message.starts_with(&format!(
                 "cannot load the tray library {}: dlopen failed: ",
-                path.display()
+                executable.display()
             )),
             "{message}"
         );
-        // The loader's reason, after libloading's own "dlopen failed".
-        assert!(
-            message.contains(&format!("{}: ", path.display())),
-            "{message}"
-        );
+        assert!(message.contains("rebuild it"), "{message}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn missing_dependency_advises_installing_gtk() {
+        let path = Path::new("/opt/amm/libaws_mock_metadata_tray.so");
+        let missing = "libgtk-3.so.0: cannot open shared object file: No such file or directory";
+        assert!(load_hint(path, missing).contains("install GTK 3"));
+        let empty = "dlopen failed: libgtk-3.so.0: file too short";
+        assert!(load_hint(path, empty).contains("install GTK 3"));
+        let damaged = "dlopen failed: /opt/amm/libaws_mock_metadata_tray.so: invalid ELF header";
+        assert!(load_hint(path, damaged).contains("rebuild it"));
     }
 
     #[test]

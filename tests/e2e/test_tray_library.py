@@ -225,3 +225,44 @@ def test_runs_without_gui_libraries(tmp_path: Path, profile_files: dict[str, Pat
         assert len(warnings) == 1, app.log_tail()
         assert str(TRAY_LIBRARY) in warnings[0]
         assert "install GTK 3" in warnings[0]
+
+
+def test_truncated_tray_library_runs_headless(tmp_path: Path, profile_files: dict[str, Path]) -> None:
+    """A cut-short copy must be rejected before the dynamic loader maps it, which would end in SIGBUS."""
+    if not TRAY_LIBRARY.is_file():
+        pytest.fail(f"tray library not found: {TRAY_LIBRARY}. Run `cargo build` first.")
+    truncated = tmp_path / "libaws_mock_metadata_tray.so"
+    truncated.write_bytes(TRAY_LIBRARY.read_bytes()[:200_000])
+    with start_app(tmp_path, profile_files, {TRAY_LIBRARY_ENV: str(truncated)}) as app:
+        assert_runs_headless(app)
+        warnings = [line for line in app.log_text().splitlines() if "is damaged" in line]
+        assert len(warnings) == 1, app.log_tail()
+        assert str(truncated) in warnings[0]
+        assert BUILD_HINT in warnings[0]
+
+
+def test_missing_app_indicator_runs_headless(tmp_path: Path, profile_files: dict[str, Path]) -> None:
+    """GTK installed without AppIndicator, which the tray loads only when it creates the icon."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare (util-linux) for a private mount namespace")
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a mount namespace here: {probe.stderr.strip()}")
+    if not TRAY_LIBRARY.is_file():
+        pytest.fail(f"tray library not found: {TRAY_LIBRARY}. Run `cargo build` first.")
+
+    hidden = sorted(
+        str(path.resolve())
+        for directory in (Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib/aarch64-linux-gnu"), Path("/usr/lib"))
+        if directory.is_dir()
+        for pattern in ("libayatana-appindicator3.so.1*", "libappindicator3.so.1*")
+        for path in directory.glob(pattern)
+    )
+    assert hidden, "libayatana-appindicator3-1 is not installed; scripts/test installs it"
+    mounts = " && ".join(f"mount --bind /dev/null {shlex.quote(path)}" for path in sorted(set(hidden)))
+    wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
+    with start_app(tmp_path, profile_files, wrapper=wrapper) as app:
+        assert_runs_headless(app)
+        warnings = [line for line in app.log_text().splitlines() if "AppIndicator is not installed" in line]
+        assert len(warnings) == 1, app.log_tail()
+        assert "libayatana-appindicator3-1" in warnings[0]
