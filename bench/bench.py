@@ -314,6 +314,26 @@ class Bench:
         wait_for_port(port, process, f"aws-mock-metadata ({name})", log_path)
         return process, port, log_path
 
+    def start_baseline(
+        self, binary: str, name: str, body_file: Path, credentials: bytes, app_headers: dict[str, str]
+    ) -> tuple[subprocess.Popen, int]:
+        """Start a baseline server of examples/ with the app's credentials body, and check that it sends the app's response."""
+        port = free_port()
+        log_path = self.work / f"{name}.log"
+        process = self.processes.start(
+            [binary, "--listen", f"{LOOPBACK}:{port}", "--body-file", str(body_file)],
+            log_path,
+            clean_environment(),
+        )
+        wait_for_port(port, process, name, log_path)
+        status, headers, body = http_request(port, "GET", CREDENTIALS_PATH)
+        same_headers = sorted(app_headers) == sorted(headers) and all(
+            app_headers[header] == headers[header] for header in app_headers if header != "date"
+        )
+        if status != 200 or body != credentials or not same_headers:
+            raise RuntimeError(f"the response of {name} differs from the app's: {status} {headers} vs {app_headers}")
+        return process, port
+
     # ---- wrk
 
     def wrk(self, port: int, mode: str, connections: int, duration: int, token: str = "", pid: int | None = None) -> dict:
@@ -616,22 +636,7 @@ class Bench:
         time.sleep(1)
         rss_after_seed = rss_kib(app.pid)
 
-        bare_port = free_port()
-        bare_log = self.work / "bare.log"
-        bare = self.processes.start(
-            [self.args.bare, "--listen", f"{LOOPBACK}:{bare_port}", "--body-file", str(body_file)],
-            bare_log,
-            clean_environment(),
-        )
-        wait_for_port(bare_port, bare, "bare_server", bare_log)
-        status, bare_headers, bare_body = http_request(bare_port, "GET", CREDENTIALS_PATH)
-        same_headers = sorted(app_headers) == sorted(bare_headers) and all(
-            app_headers[name] == bare_headers[name] for name in app_headers if name != "date"
-        )
-        if status != 200 or bare_body != credentials or not same_headers:
-            raise RuntimeError(
-                f"the bare server's response differs from the app's: {status} {bare_headers} vs {app_headers}"
-            )
+        bare, bare_port = self.start_baseline(self.args.bare, "bare_server", body_file, credentials, app_headers)
         # Both servers get the same request bytes, token header included.
         self.results["response"] = {
             "path": CREDENTIALS_PATH,
@@ -644,17 +649,9 @@ class Bench:
 
         warp_floor = None
         if self.args.warp_floor:
-            warp_port = free_port()
-            warp_log = self.work / "warp_floor.log"
-            warp_floor = self.processes.start(
-                [self.args.warp_floor, "--listen", f"{LOOPBACK}:{warp_port}", "--body-file", str(body_file)],
-                warp_log,
-                clean_environment(),
+            warp_floor, warp_port = self.start_baseline(
+                self.args.warp_floor, "warp_floor", body_file, credentials, app_headers
             )
-            wait_for_port(warp_port, warp_floor, "warp_floor", warp_log)
-            status, warp_headers, warp_body = http_request(warp_port, "GET", CREDENTIALS_PATH)
-            if status != 200 or warp_body != credentials or sorted(warp_headers) != sorted(app_headers):
-                raise RuntimeError(f"the warp-only server's response differs from the app's: {status} {warp_headers}")
             servers["warp"] = (warp_port, warp_floor.pid, token)
 
         self.measure_throughput(servers)

@@ -13,6 +13,9 @@
 //!
 //! Only loopback addresses are accepted.
 
+#[path = "common/baseline.rs"]
+mod baseline;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -26,33 +29,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-fn usage() -> ! {
-    eprintln!("usage: bare_server --listen 127.0.0.1:PORT --body-file PATH");
-    std::process::exit(2);
-}
-
 fn main() {
-    let mut listen: Option<SocketAddr> = None;
-    let mut body_file: Option<String> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => listen = args.next().and_then(|v| v.parse().ok()),
-            "--body-file" => body_file = args.next(),
-            _ => usage(),
-        }
-    }
-    let (Some(listen), Some(body_file)) = (listen, body_file) else {
-        usage();
-    };
-    if !listen.ip().is_loopback() {
-        eprintln!("bare_server: {listen} is not a loopback address");
-        std::process::exit(2);
-    }
-    let body = Bytes::from(std::fs::read(&body_file).unwrap_or_else(|err| {
-        eprintln!("bare_server: cannot read {body_file}: {err}");
-        std::process::exit(1);
-    }));
+    let (listen, body) = baseline::parse_arguments("bare_server");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,15 +45,7 @@ async fn serve(listen: SocketAddr, body: Bytes) {
         std::process::exit(1);
     });
     eprintln!("bare_server listening on http://{listen}/");
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM can be watched");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
-    let mut shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = std::pin::pin!(baseline::shutdown_signal());
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -216,8 +216,8 @@ fn load_from(path: &Path) -> Result<&'static Api, TrayError> {
     Ok(Box::leak(Box::new(api)))
 }
 
-/// Checks that `bytes` is a 64-bit little-endian ELF file that holds every
-/// segment its program headers name. glibc maps the segments of a cut-short
+/// Checks that `bytes` is a 64-bit little-endian ELF file that contains
+/// every segment its program headers name. glibc maps the segments of a cut-short
 /// file past its end, and the first read there kills the process (SIGBUS).
 #[cfg(target_os = "linux")]
 fn check_elf_complete(bytes: &[u8]) -> Result<(), String> {
@@ -237,6 +237,7 @@ fn check_elf_complete(bytes: &[u8]) -> Result<(), String> {
             .get(at..at + 8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     };
+
     if !bytes.starts_with(b"\x7fELF") {
         return Err("not an ELF shared library".to_owned());
     }
@@ -244,7 +245,8 @@ fn check_elf_complete(bytes: &[u8]) -> Result<(), String> {
     if bytes.get(4..6) != Some(&[2, 1]) {
         return Err("not a 64-bit little-endian ELF file".to_owned());
     }
-    let too_short = || format!("the file ends after {} bytes, before its end", bytes.len());
+
+    let too_short = || format!("the file is cut short at {} bytes", bytes.len());
     let header_table = read_u64(0x20).ok_or_else(too_short)?;
     let entry_size = u64::from(read_u16(0x36).ok_or_else(too_short)?);
     let entries = u64::from(read_u16(0x38).ok_or_else(too_short)?);
@@ -255,6 +257,7 @@ fn check_elf_complete(bytes: &[u8]) -> Result<(), String> {
     if entry_size < 56 || table_end.is_none_or(|end| end > length) {
         return Err(too_short());
     }
+
     for index in 0..entries {
         let entry = usize::try_from(header_table + index * entry_size).map_err(|_| too_short())?;
         if read_u32(entry) != Some(PT_LOAD) {
@@ -515,6 +518,18 @@ mod tests {
 
     use tokio::sync::mpsc;
 
+    /// Returns the path of the libc this process has mapped, a real shared
+    /// library without the tray's symbols.
+    fn mapped_libc() -> PathBuf {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("Linux has /proc/self/maps");
+        let libc = maps
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .find(|path| path.contains("/libc.so") || path.contains("/libc-"))
+            .expect("libc is mapped");
+        PathBuf::from(libc)
+    }
+
     #[test]
     fn library_path_from_environment_wins() {
         let paths = candidate_paths(
@@ -578,15 +593,8 @@ mod tests {
 
     #[test]
     fn other_library_is_rejected() {
-        // libc is a real shared library, already mapped into this process,
-        // without the tray's symbols.
-        let maps = std::fs::read_to_string("/proc/self/maps").expect("Linux has /proc/self/maps");
-        let libc = maps
-            .lines()
-            .filter_map(|line| line.split_whitespace().nth(5))
-            .find(|path| path.contains("/libc.so") || path.contains("/libc-"))
-            .expect("libc is mapped");
-        let Err(err) = load_from(Path::new(libc)) else {
+        let libc = mapped_libc();
+        let Err(err) = load_from(&libc) else {
             panic!("libc was accepted as the tray library");
         };
         assert!(
@@ -619,13 +627,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn truncated_library_is_rejected_before_loading() {
-        let maps = std::fs::read_to_string("/proc/self/maps").expect("Linux has /proc/self/maps");
-        let libc = maps
-            .lines()
-            .filter_map(|line| line.split_whitespace().nth(5))
-            .find(|path| path.contains("/libc.so") || path.contains("/libc-"))
-            .expect("libc is mapped");
-        let whole = std::fs::read(libc).expect("read libc");
+        let whole = std::fs::read(mapped_libc()).expect("read libc");
         assert_eq!(check_elf_complete(&whole), Ok(()));
 
         let directory = tempfile::tempdir().expect("temporary directory");
@@ -635,7 +637,10 @@ mod tests {
             panic!("a truncated library was loaded");
         };
         assert!(matches!(err, TrayError::Damaged { .. }), "{err:?}");
-        assert!(err.to_string().contains("the file ends after"), "{err}");
+        assert!(
+            err.to_string().contains("the file is cut short at"),
+            "{err}"
+        );
     }
 
     #[cfg(target_os = "linux")]

@@ -83,7 +83,7 @@ pub fn json(status: StatusCode, body: &impl Serialize) -> HttpResponse {
 
 /// Collapses repeated slashes (the Java SDK joins paths with `//`) and
 /// drops a trailing slash, so `/a//b/` and `/a/b` name the same resource.
-/// A path that is already in that form is borrowed, not copied.
+/// Borrows a path that is already in that form instead of copying it.
 pub fn normalize_path(path: &str) -> Cow<'_, str> {
     let canonical =
         path.starts_with('/') && !path.contains("//") && (path.len() == 1 || !path.ends_with('/'));

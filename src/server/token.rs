@@ -28,9 +28,9 @@ const FORMAT_VERSION: u8 = 1;
 const TOKEN_LEN: usize = 1 + 8 + 32;
 /// Characters of a token as sent: [`TOKEN_LEN`] bytes in unpadded base64.
 const TOKEN_TEXT_LEN: usize = (TOKEN_LEN * 4).div_ceil(3);
-/// Tokens whose signature check is remembered. An SDK keeps one token for
-/// hours, so eight slots should cover one machine's clients (an estimate);
-/// a token that drops out is only checked again.
+/// Number of tokens whose signature check is remembered. An SDK keeps one
+/// token for hours, so eight slots should cover one machine's clients (an
+/// estimate). A token that drops out is only checked again.
 const RECENT_TOKENS: usize = 8;
 
 type HmacSha256 = Hmac<Sha256>;

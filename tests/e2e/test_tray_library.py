@@ -3,9 +3,9 @@
 The tray (tao, tray-icon, GTK, AppIndicator) lives in the shared library
 libaws_mock_metadata_tray.so next to the executable, which loads it only to
 show the icon. These tests check that the executable links none of the GUI
-libraries, that it runs on a machine without them, and that a missing,
-foreign or outdated tray library leaves it running headless, with a log line
-on how to fix it.
+libraries and that it runs on a machine without them. They also check that
+a missing, foreign, outdated or damaged tray library, or a missing
+AppIndicator, leaves it running headless with a log line on how to fix it.
 
 No test here needs an X server: DISPLAY names a display that does not exist,
 so the app tries the tray and falls back to headless.
@@ -134,6 +134,25 @@ def start_app(
             app.stop_and_check()
 
 
+def require_mount_namespace() -> None:
+    """Skip the test unless a private mount namespace can be created here."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare (util-linux) for a private mount namespace")
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a mount namespace here: {probe.stderr.strip()}")
+
+
+def hiding_wrapper(paths: list[str]) -> list[str]:
+    """Return a command prefix that runs its command with each of `paths` replaced by an empty file.
+
+    The dynamic loader rejects an empty file. The mount namespace is private,
+    so nothing outside it changes.
+    """
+    mounts = " && ".join(f"mount --bind /dev/null {shlex.quote(path)}" for path in paths)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
+
+
 def assert_runs_headless(app: TrayLessApp) -> None:
     log = app.log_text()
     assert "running headless" in log, app.log_tail()
@@ -196,11 +215,7 @@ def test_wrong_abi_version_runs_headless(tmp_path: Path, profile_files: dict[str
 
 def test_runs_without_gui_libraries(tmp_path: Path, profile_files: dict[str, Path]) -> None:
     """Hide the GUI libraries, as on a server without a desktop, in a private mount namespace."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare (util-linux) for a private mount namespace")
-    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a mount namespace here: {probe.stderr.strip()}")
+    require_mount_namespace()
     if not TRAY_LIBRARY.is_file():
         pytest.fail(f"tray library not found: {TRAY_LIBRARY}. Run `cargo build` first.")
 
@@ -215,11 +230,7 @@ def test_runs_without_gui_libraries(tmp_path: Path, profile_files: dict[str, Pat
     )
     assert any("libgtk-3" in path for path in hidden), tray_libraries
 
-    # Each hidden library becomes an empty file, which the dynamic loader
-    # rejects. The namespace is private, so nothing outside it changes.
-    mounts = " && ".join(f"mount --bind /dev/null {shlex.quote(path)}" for path in hidden)
-    wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
-    with start_app(tmp_path, profile_files, wrapper=wrapper) as app:
+    with start_app(tmp_path, profile_files, wrapper=hiding_wrapper(hidden)) as app:
         assert_runs_headless(app)
         warnings = [line for line in app.log_text().splitlines() if "cannot load the tray library" in line]
         assert len(warnings) == 1, app.log_tail()
@@ -243,11 +254,7 @@ def test_truncated_tray_library_runs_headless(tmp_path: Path, profile_files: dic
 
 def test_missing_app_indicator_runs_headless(tmp_path: Path, profile_files: dict[str, Path]) -> None:
     """GTK installed without AppIndicator, which the tray loads only when it creates the icon."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare (util-linux) for a private mount namespace")
-    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a mount namespace here: {probe.stderr.strip()}")
+    require_mount_namespace()
     if not TRAY_LIBRARY.is_file():
         pytest.fail(f"tray library not found: {TRAY_LIBRARY}. Run `cargo build` first.")
 
@@ -259,9 +266,7 @@ def test_missing_app_indicator_runs_headless(tmp_path: Path, profile_files: dict
         for path in directory.glob(pattern)
     )
     assert hidden, "libayatana-appindicator3-1 is not installed; scripts/test installs it"
-    mounts = " && ".join(f"mount --bind /dev/null {shlex.quote(path)}" for path in sorted(set(hidden)))
-    wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
-    with start_app(tmp_path, profile_files, wrapper=wrapper) as app:
+    with start_app(tmp_path, profile_files, wrapper=hiding_wrapper(sorted(set(hidden)))) as app:
         assert_runs_headless(app)
         warnings = [line for line in app.log_text().splitlines() if "AppIndicator is not installed" in line]
         assert len(warnings) == 1, app.log_tail()
